@@ -1,0 +1,61 @@
+# backforth: one-command set-up. `make demo` runs the main job on the embedded default, `make test` runs the suite.
+# The virtualenv lives outside the clone, keyed by the hash of the pinned lock file, so re-runs and CI reuse it.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+BACKFORTH_CACHE ?= $(HOME)/.cache/backforth
+export BACKFORTH_CACHE
+LOCK := requirements/lock.txt
+LOCK_HASH := $(shell cat $(LOCK) | sha256sum | cut -c1-12)
+VENV := $(BACKFORTH_CACHE)/venv-$(LOCK_HASH)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The project itself is installed editable; re-done when pyproject.toml changes (entry points, package map).
+PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: venv setup demo test lint fmt lock clean-data clean
+
+venv: $(PROJECT_STAMP)
+	@ln -sfn $(VENV) .venv
+
+$(STAMP): $(LOCK)
+	@echo ">> creating virtualenv $(VENV) (pinned dependencies from $(LOCK); cached for later runs)"
+	@mkdir -p $(BACKFORTH_CACHE)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python -r $(LOCK)
+	@touch $(STAMP)
+
+$(PROJECT_STAMP): $(STAMP) pyproject.toml
+	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.project-* && touch $(PROJECT_STAMP)
+
+# Fetches the Delta Lake jars (Spark's own package resolution, cached under $(BACKFORTH_CACHE)/ivy) once.
+setup: venv
+	$(BIN)/backforth setup
+
+demo: setup
+	$(BIN)/backforth ingest --env local
+	@$(BIN)/backforth sql "SELECT source_format, count(*) AS docs FROM docs_raw GROUP BY source_format ORDER BY 1"
+	@$(BIN)/backforth sql "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 1"
+	@$(BIN)/backforth info
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+fmt: venv
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# Re-pins every dependency after a change to pyproject.toml.
+lock:
+	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o $(LOCK)
+
+clean-data:
+	rm -rf .backforth
+
+clean: clean-data
+	rm -f .venv

@@ -1,0 +1,61 @@
+"""The job registry: ``@job("name", config=Cls)`` makes a function a CLI subcommand and a pipeline step."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+JobFn = Callable[[Any, Any], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One registered job: its name, config dataclass, the function that does the I/O, and a one-line summary."""
+
+    name: str
+    config_cls: type
+    fn: JobFn
+
+    @property
+    def summary(self) -> str:
+        """First line of the job module's docstring: what ``backforth --help`` shows."""
+        doc = sys.modules[self.fn.__module__].__doc__ or self.fn.__doc__ or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+JOBS: dict[str, JobSpec] = {}
+
+
+def job(name: str, config: type) -> Callable[[JobFn], JobFn]:
+    """Register ``fn(spark, settings) -> metrics`` as job ``name`` configured by dataclass ``config``."""
+
+    def register(fn: JobFn) -> JobFn:
+        existing = JOBS.get(name)
+        if existing and existing.fn.__module__ != fn.__module__:
+            raise ValueError(f"job '{name}' registered twice: {existing.fn.__module__} and {fn.__module__}")
+        JOBS[name] = JobSpec(name=name, config_cls=config, fn=fn)
+        return fn
+
+    return register
+
+
+def load_jobs() -> dict[str, JobSpec]:
+    """Import every module of the ``jobs`` package so their decorators run; returns the registry."""
+    import jobs as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"jobs.{info.name}")
+    return JOBS
+
+
+def get_job(name: str) -> JobSpec:
+    """The registered job ``name``, or an error listing the known ones."""
+    jobs = load_jobs()
+    if name not in jobs:
+        raise KeyError(f"unknown job '{name}' (known jobs: {', '.join(sorted(jobs))})")
+    return jobs[name]

@@ -1,0 +1,154 @@
+"""Runs one job inside one MLflow run: config, tags, params, metrics and Delta lineage are logged here, not in jobs.
+
+Lineage convention: every ``*_table`` field of a job config names a table the job touches; fields starting with
+``input`` are inputs, the others outputs. After the job returns, each table that exists is logged as an MLflow
+dataset pinned to its current Delta version (context ``input`` or ``output``), and as a ``table.<field>`` tag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backforth import __version__
+from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
+from backforth.registry import JobSpec
+
+MAX_PARAMS = 100  # MLflow accepts more, but a wall of params hides the ones people look for
+MAX_PARAM_CHARS = 500
+
+
+@dataclass
+class JobOutcome:
+    """What the CLI prints after a job: the run, its metrics and the table versions it left."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    metrics: dict[str, float]
+    tables: dict[str, int]
+
+
+def tracking_uri(settings: Settings) -> str:
+    """MLFLOW_TRACKING_URI, else the config's URI, else a SQLite store in the data folder."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI")
+        or settings.mlflow.tracking_uri
+        or f"sqlite:///{settings.data_path / 'mlflow.db'}"
+    )
+
+
+def setup_mlflow(settings: Settings) -> str:
+    """Point MLflow at the store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(settings)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        mlflow.set_experiment(experiment_id=experiment.experiment_id)
+        return experiment.experiment_id
+    artifacts = None
+    if uri.startswith("sqlite:"):  # keep artifacts beside the store, not in ./mlruns of whatever the CWD is
+        artifacts = (settings.data_path / "mlartifacts").as_uri()
+    experiment_id = mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifacts)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, or BACKFORTH_GIT_SHA (set by the wheel build), or None."""
+    if os.environ.get("BACKFORTH_GIT_SHA"):
+        return os.environ["BACKFORTH_GIT_SHA"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def table_fields(job_cfg: Any) -> dict[str, str]:
+    """``{field: table}`` for every ``*_table`` field of a job config."""
+    if job_cfg is None or not dataclasses.is_dataclass(job_cfg):
+        return {}
+    return {
+        f.name: getattr(job_cfg, f.name)
+        for f in dataclasses.fields(job_cfg)
+        if f.name.endswith("_table") and isinstance(getattr(job_cfg, f.name), str)
+    }
+
+
+def log_config(spec: JobSpec, settings: Settings) -> None:
+    """Tags, a flat subset of params, and the whole resolved config as an artifact."""
+    import mlflow
+
+    tags = {
+        "backforth.job": spec.name,
+        "backforth.env": settings.env,
+        "backforth.config_hash": config_hash(settings),
+        "backforth.version": __version__,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    mlflow.set_tags(tags)
+    flat = flatten(to_dict(settings)["job"] or {}, "job.")
+    flat.update({"env": settings.env, "tables.schema": settings.tables.schema})
+    params = {k: str(v)[:MAX_PARAM_CHARS] for k, v in list(flat.items())[:MAX_PARAMS]}
+    mlflow.log_params(params)
+    mlflow.log_text(dump_yaml(settings), "config/resolved.yaml")
+
+
+def log_lineage(spark: Any, settings: Settings) -> dict[str, int]:
+    """Log each existing table of the job as an MLflow dataset at its current Delta version."""
+    import mlflow
+
+    from backforth.tables import qualify, table_exists, table_version
+
+    versions: dict[str, int] = {}
+    for field_name, short in table_fields(settings.job).items():
+        fqn = qualify(settings, short)
+        if not table_exists(spark, fqn):
+            continue
+        version = table_version(spark, fqn)
+        versions[fqn] = version
+        context = "input" if field_name.startswith("input") else "output"
+        dataset = mlflow.data.load_delta(table_name=fqn, version=str(version), name=fqn, digest=f"{fqn}@v{version}")
+        mlflow.log_input(dataset, context=context)
+        mlflow.set_tag(f"table.{field_name}", f"{fqn}@v{version}")
+    return versions
+
+
+def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
+    """Run ``spec`` with ``settings`` as one MLflow run; a failing job marks the run FAILED and re-raises."""
+    import mlflow
+
+    from backforth.spark import get_spark
+
+    experiment_id = setup_mlflow(settings)
+    run_name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
+        log_config(spec, settings)
+        spark = spark or get_spark(settings)
+        started = time.perf_counter()
+        metrics = dict(spec.fn(spark, settings) or {})
+        metrics["duration_s"] = round(time.perf_counter() - started, 3)
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        mlflow.log_metrics(numeric)
+        mlflow.log_text(json.dumps(metrics, indent=2, sort_keys=True, default=str), "metrics.json")
+        tables = log_lineage(spark, settings)
+    print(f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr)
+    return JobOutcome(run.info.run_id, experiment_id, tracking_uri(settings), numeric, tables)

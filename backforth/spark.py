@@ -1,0 +1,112 @@
+"""The Spark session: reuse the active one (spark-submit, Databricks), else build a local Delta-enabled one.
+
+Local sessions keep a persistent catalog in the data folder (a Derby-backed Hive metastore plus a warehouse
+directory), so a table written by one command is visible to the next. Delta's jars come from Spark's own package
+resolution into a cache outside the repo (``$BACKFORTH_CACHE/ivy``); once there, they are used offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backforth.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SCALA_VERSION = "2.13"  # Spark 4 is built for Scala 2.13 only
+
+
+def cache_dir() -> Path:
+    """Heavy downloads (virtualenv, jars, models) live here, outside any clone, so re-runs reuse them."""
+    return Path(os.environ.get("BACKFORTH_CACHE", Path.home() / ".cache" / "backforth")).expanduser()
+
+
+def delta_package() -> str:
+    """Maven coordinate of the Delta jar that matches the installed delta-spark."""
+    from importlib.metadata import version
+
+    return f"io.delta:delta-spark_{SCALA_VERSION}:{version('delta-spark')}"
+
+
+def cached_delta_jars() -> list[str]:
+    """Jars already resolved into the ivy cache for this delta-spark version, or [] when not all are there."""
+    from importlib.metadata import version
+
+    jars = cache_dir() / "ivy" / "jars"
+    wanted = [
+        jars / f"io.delta_delta-spark_{SCALA_VERSION}-{version('delta-spark')}.jar",
+        jars / f"io.delta_delta-storage-{version('delta-spark')}.jar",
+    ]
+    if not all(p.is_file() for p in wanted):
+        return []
+    extra = sorted(p for p in jars.glob("org.antlr_antlr4-runtime-*.jar"))  # delta-spark's one runtime dependency
+    return [str(p) for p in wanted + extra[-1:]]
+
+
+def running_on_cluster() -> bool:
+    """True under spark-submit (PythonRunner hands us a gateway) or on Databricks: never override their settings."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
+def get_spark(settings: Settings) -> SparkSession:
+    """The session a job runs in; see the module docstring for which one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if running_on_cluster():
+        return SparkSession.builder.appName(settings.spark.app_name).getOrCreate()
+    return build_local_session(settings)
+
+
+def local_conf(settings: Settings) -> dict[str, str]:
+    """Spark settings for a session backforth starts itself (laptop, CI, tests)."""
+    data = settings.data_path
+    log4j = Path(__file__).with_name("log4j2.properties")
+    conf = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(data / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j.configurationFile=file:{log4j}",
+        "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.databricks.delta.snapshotPartitions": "2",  # Delta log replay on tiny tables: 50 tasks → 2
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.python.worker.reuse": "true",  # engines are cached per Python worker (see backforth/engines)
+        "spark.jars.ivy": str(cache_dir() / "ivy"),
+    }
+    jars = cached_delta_jars()
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    else:
+        conf["spark.jars.packages"] = delta_package()
+    conf.update(settings.spark.conf)
+    return conf
+
+
+def build_local_session(settings: Settings) -> SparkSession:
+    """Start a local Delta-enabled session whose catalog persists in ``settings.data_dir``."""
+    from pyspark.sql import SparkSession
+
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.master(settings.spark.master).appName(settings.spark.app_name)
+    for key, value in local_conf(settings).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means
+        if "another instance of Derby" in str(exc).lower():
+            raise RuntimeError(
+                f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark process; "
+                "wait for it to finish, or point this command at another folder with --set data_dir=..."
+            ) from exc
+        raise
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

@@ -1,0 +1,89 @@
+"""Delta table helpers: qualified names, ensure, insert-only merge, append, pending work, versions.
+
+Jobs name tables by their short name (``docs_raw``); :func:`qualify` turns that into ``schema.table`` locally or
+``catalog.schema.table`` on Unity Catalog. A name that already has dots is taken as given.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backforth.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+
+def qualify(settings: Settings, name: str) -> str:
+    """``docs_raw`` → ``backforth.docs_raw`` (local) or ``main.backforth.docs_raw`` (Unity Catalog)."""
+    if "." in name:
+        return name
+    parts = [settings.tables.catalog, settings.tables.schema, name]
+    return ".".join(p for p in parts if p)
+
+
+def quote(fqn: str) -> str:
+    """Backtick-quote each part of a qualified name for SQL."""
+    return ".".join(f"`{part}`" for part in fqn.split("."))
+
+
+def ensure_schema(spark: SparkSession, fqn: str) -> None:
+    """Create the schema (database) of ``fqn`` if it is missing."""
+    schema = fqn.rpartition(".")[0]
+    if schema:
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
+
+
+def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str = "") -> None:
+    """Create an empty Delta table with ``schema`` if ``fqn`` does not exist yet; an existing table is left as is."""
+    from delta.tables import DeltaTable
+
+    ensure_schema(spark, fqn)
+    builder = DeltaTable.createIfNotExists(spark).tableName(fqn).addColumns(schema)
+    if comment:
+        builder = builder.comment(comment)
+    builder.execute()
+
+
+def table_exists(spark: SparkSession, fqn: str) -> bool:
+    """Whether the catalog knows ``fqn``."""
+    return spark.catalog.tableExists(fqn)
+
+
+def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) -> dict[str, int]:
+    """Insert the rows of ``df`` whose ``keys`` are not in ``fqn`` yet (one atomic MERGE); returns Delta's counts.
+
+    Only for deterministic sources: MERGE may evaluate its source more than once. ``df`` must be unique on ``keys``.
+    """
+    from delta.tables import DeltaTable
+
+    target = DeltaTable.forName(spark, fqn)
+    condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    target.alias("t").merge(df.alias("s"), condition).whenNotMatchedInsertAll().execute()
+    return last_operation_metrics(spark, fqn, "MERGE")
+
+
+def append(df: DataFrame, fqn: str) -> None:
+    """One atomic Delta append (the write unit of LLM steps: a crash loses at most this batch)."""
+    df.write.format("delta").mode("append").saveAsTable(fqn)
+
+
+def pending(spark: SparkSession, source: DataFrame, fqn: str, keys: list[str]) -> DataFrame:
+    """Rows of ``source`` with no row in ``fqn`` on ``keys``: the work a resumed job still has to do."""
+    if not table_exists(spark, fqn):
+        return source
+    return source.join(spark.table(fqn).select(*keys).distinct(), on=keys, how="left_anti")
+
+
+def table_version(spark: SparkSession, fqn: str) -> int:
+    """The current Delta version of ``fqn``."""
+    return int(spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]["version"])
+
+
+def last_operation_metrics(spark: SparkSession, fqn: str, operation: str) -> dict[str, int]:
+    """Delta's operationMetrics of the newest commit, if it was ``operation`` (else {}: nothing was written)."""
+    row = spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]
+    if row["operation"] != operation:
+        return {}
+    return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}

@@ -1,0 +1,1 @@
+"""Jobs: one module per pipeline step, each registered with ``@job`` and run by ``backforth <job>``."""

@@ -1,0 +1,221 @@
+"""File readers for ingest: one generator per format, run on executors, one file per task.
+
+Each reader yields plain dicts of one of three kinds, so a bad line never stops a file and nothing vanishes:
+``doc`` (a document), ``reject`` (unreadable input with its position and reason, kept in ``ingest_rejects``) and
+``skip`` (WARC records that carry no document by design: warcinfo, request, metadata; counted in metrics).
+Positions are 1-based line numbers for JSONL and byte offsets of the record for WARC/WET.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+MAX_RAW_CHARS = 100_000  # a reject keeps this much of its raw input; file + position locate the rest
+MAX_DETAIL_CHARS = 1_000
+GZIP_MAGIC = b"\x1f\x8b"
+WARC_STRUCTURAL = {"warcinfo", "request", "metadata"}  # no document by design: skipped, counted
+
+
+def reject(position: int, reason: str, detail: str = "", raw: str | bytes | None = None) -> dict[str, Any]:
+    """A reject record: where, why, and the raw input (decoded losslessly as text)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="backslashreplace")
+    return {
+        "kind": "reject",
+        "position": position,
+        "reason": reason,
+        "detail": str(detail)[:MAX_DETAIL_CHARS],
+        "raw": raw[:MAX_RAW_CHARS] if raw else None,
+    }
+
+
+def open_maybe_gzip(path: str) -> BinaryIO:
+    """Open ``path`` for binary reading, un-gzipping by magic bytes (extensions lie)."""
+    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    if head == GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
+    """(line number, bytes, None) per line; a final (n, None, error) if the stream breaks (truncated gzip)."""
+    number = 0
+    with open_maybe_gzip(path) as stream:
+        while True:
+            try:
+                line = stream.readline()
+            except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
+                yield number + 1, None, f"{type(exc).__name__}: {exc}"
+                return
+            if not line:
+                return
+            number += 1
+            yield number, line, None
+
+
+def read_json_lines(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
+    dolma = spec["format"] == "dolma"
+    for number, line, error in iter_lines(path):
+        if error is not None:
+            yield reject(number, "truncated_gzip" if error.startswith("EOFError") else "corrupt_gzip", error)
+            return
+        assert line is not None
+        if not line.strip():
+            continue
+        line = line.rstrip(b"\r\n")
+        try:
+            text_line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield reject(number, "invalid_utf8", str(exc), line)
+            continue
+        try:
+            obj = json.loads(text_line.lstrip("\ufeff"))
+        except json.JSONDecodeError as exc:
+            yield reject(number, "malformed_json", str(exc), text_line)
+            continue
+        if not isinstance(obj, dict):
+            yield reject(number, "not_an_object", f"JSON {type(obj).__name__}", text_line)
+            continue
+        yield document_from_object(obj, number, spec, dolma, text_line)
+
+
+def document_from_object(obj: dict, number: int, spec: dict[str, Any], dolma: bool, raw: str) -> dict[str, Any]:
+    """Map one JSON object to a document (or a reject when its text is missing, not a string, or blank)."""
+    text_field = "text" if dolma else spec["text_field"]
+    text = obj.get(text_field)
+    if text is None:
+        return reject(number, "missing_text", f"no '{text_field}' field", raw)
+    if not isinstance(text, str):
+        return reject(number, "bad_text_type", f"'{text_field}' is {type(text).__name__}", raw)
+    if not text.strip():
+        return reject(number, "empty_text", f"'{text_field}' is blank", raw)
+    metadata = obj.get("metadata") if dolma else {k: v for k, v in obj.items() if k != text_field}
+    url_field = "url" if dolma else spec.get("url_field")
+    url = obj.get(url_field) if url_field else None
+    if url is None and dolma and isinstance(metadata, dict):
+        url = metadata.get("url")
+    id_field = "id" if dolma else spec.get("id_field")
+    source_id = obj.get(id_field) if id_field else None
+    return {
+        "kind": "doc",
+        "position": number,
+        "source": str(obj.get("source") or spec.get("source") or spec["format"]) if dolma else spec.get("source"),
+        "source_id": None if source_id is None else str(source_id),
+        "url": None if url is None else str(url),
+        "text": text,
+        "created": None if obj.get("created") is None else str(obj.get("created")),
+        "metadata": json.dumps(metadata, ensure_ascii=False, default=str) if metadata else None,
+    }
+
+
+def html_main_text(html: bytes, url: str | None) -> str | None:
+    """Main text of an HTML page with trafilatura (boilerplate, menus and scripts removed); None when empty."""
+    import trafilatura
+
+    text = trafilatura.extract(
+        html, url=url, output_format="markdown", include_tables=True, include_comments=False, deduplicate=False
+    )
+    return text if text and text.strip() else None
+
+
+def warc_document(record: Any, wet: bool) -> dict[str, Any]:
+    """One WARC/WET record → a document, a reject or a skip (position filled in by the caller)."""
+    offset = -1
+    rec_type = record.rec_type
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    base = {"position": offset, "url": url, "source_id": record.rec_headers.get_header("WARC-Record-ID")}
+    if rec_type in WARC_STRUCTURAL:
+        return {"kind": "skip", "position": offset, "reason": f"warc_{rec_type}"}
+    expected = "conversion" if wet else "response"
+    if rec_type != expected:
+        return reject(offset, "unsupported_record", f"WARC-Type {rec_type} in a {'WET' if wet else 'WARC'} file")
+    body = record.content_stream().read()
+    if wet:
+        text = body.decode("utf-8", errors="replace")
+    else:
+        status = record.http_headers.get_statuscode() if record.http_headers else None
+        ctype = (record.http_headers.get_header("Content-Type") or "") if record.http_headers else ""
+        if status != "200":
+            return reject(offset, "http_status", f"HTTP {status} for {url}")
+        if "html" not in ctype.lower():
+            return reject(offset, "unsupported_record", f"Content-Type {ctype or 'missing'} for {url}")
+        text = html_main_text(body, url)
+        if text is None:
+            return reject(offset, "no_main_text", f"extractor found no main text in {len(body)} bytes", body)
+    if not text.strip():
+        return reject(offset, "empty_text", "record has no text")
+    created = record.rec_headers.get_header("WARC-Date")
+    return {**base, "kind": "doc", "text": text, "created": created, "metadata": None, "source": None}
+
+
+def gzip_truncated(path: str, chunk: int = 1 << 20) -> bool:
+    """True when a (multi-member) gzip file ends inside a member. warcio stops quietly at such a cut, so the
+    reader checks separately; decompressing costs far less than extracting the HTML it carries."""
+    with open(path, "rb") as stream:
+        if stream.read(2) != GZIP_MAGIC:
+            return False
+        stream.seek(0)
+        member = zlib.decompressobj(wbits=31)
+        pending = False
+        while data := stream.read(chunk):
+            while data:
+                try:
+                    member.decompress(data)
+                except zlib.error:
+                    return True
+                pending = not member.eof
+                data = member.unused_data if member.eof else b""
+                if member.eof:
+                    member = zlib.decompressobj(wbits=31)
+        return pending
+
+
+def read_warc(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """WARC (HTML responses through the extractor) or WET (plain-text conversions), gzipped or not."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    wet = spec["format"] == "wet"
+    truncated = gzip_truncated(path)
+    offset = 0
+    with open(path, "rb") as stream:
+        records = ArchiveIterator(stream)
+        while True:
+            try:
+                record = next(records)
+                out = warc_document(record, wet)  # read the body before asking for the offset: that call
+                offset = records.get_record_offset()  # skips to the record's end
+                yield {**out, "position": offset}
+            except StopIteration:
+                break
+            except Exception as exc:  # warcio raises several types for cut or corrupt archives
+                reason = "truncated_file" if truncated or isinstance(exc, (EOFError, zlib.error)) else "corrupt_file"
+                yield reject(offset, reason, f"after the record at offset {offset}: {type(exc).__name__}: {exc}")
+                return
+    if truncated:
+        yield reject(offset, "truncated_file", f"gzip stream ends inside a record after offset {offset}")
+
+
+READERS = {"dolma": read_json_lines, "jsonl": read_json_lines, "warc": read_warc, "wet": read_warc}
+
+
+def read_file(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """All records of one file, each tagged with the file and format; an unreadable file becomes one reject."""
+    reader = READERS[spec["format"]]
+    try:
+        for record in reader(path, spec):
+            record.update(file=path, source_format=spec["format"])
+            yield record
+    except OSError as exc:
+        yield {**reject(0, "unreadable_file", f"{type(exc).__name__}: {exc}"), "file": path, "source_format": spec["format"]}
+
+
+def read_partition(items: Any) -> Iterator[dict[str, Any]]:
+    """mapPartitions body: ``items`` are (path, spec) pairs."""
+    for path, spec in items:
+        yield from read_file(path, spec)

@@ -1,0 +1,39 @@
+"""Shared fixtures: one local Spark + Delta session per test run, a fresh schema per test."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backforth.config import Settings, TablesConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's data folder: metastore, warehouse and MLflow store of the test run."""
+    return tmp_path_factory.mktemp("backforth-data")
+
+
+@pytest.fixture(scope="session")
+def spark(data_dir: Path):
+    """One Delta-enabled local session for the whole run (starting Spark costs ~10 s)."""
+    from backforth.spark import build_local_session
+
+    session = build_local_session(Settings(data_dir=str(data_dir)))
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def make_settings(data_dir: Path):
+    """Settings in a schema of their own, so tests never see each other's tables."""
+    schema = f"t_{uuid.uuid4().hex[:8]}"
+
+    def make(job_cfg=None) -> Settings:
+        return Settings(data_dir=str(data_dir), tables=TablesConfig(schema=schema), job=job_cfg)
+
+    return make

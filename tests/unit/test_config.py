@@ -1,0 +1,104 @@
+"""Config layering and validation: every mistake fails before Spark starts and names the file and key."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from backforth.cli import main
+from backforth.config import ConfigError, load_settings, parse_override, redact
+from jobs.ingest import IngestConfig
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def conf(tmp_path: Path) -> Path:
+    """A copy of the project's conf/ that a test may edit."""
+    target = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", target)
+    return target
+
+
+def test_layers_merge_in_order(conf: Path) -> None:
+    (conf / "env" / "local.yaml").write_text("tables:\n  schema: from_env\njobs:\n  ingest:\n    reprocess: true\n")
+    s = load_settings("ingest", IngestConfig, "local", ["tables.schema=from_cli"], conf)
+    assert s.tables.schema == "from_cli"  # --set beats env
+    assert s.job.reprocess is True  # env file's jobs.ingest section reaches the job
+    assert s.job.inputs[1].text_field == "content"  # from conf/jobs/ingest.yaml
+    assert s.spark.master == "local[2]"  # from base.yaml
+
+
+def test_unknown_key_names_file_and_suggests(conf: Path) -> None:
+    (conf / "jobs" / "ingest.yaml").write_text("inputs: []\nreprocesss: true\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings("ingest", IngestConfig, "local", [], conf)
+    msg = str(err.value)
+    assert str(conf / "jobs" / "ingest.yaml") in msg
+    assert "job.reprocesss" in msg and "did you mean 'reprocess'" in msg
+
+
+def test_unknown_nested_key_in_list_item(conf: Path) -> None:
+    (conf / "jobs" / "ingest.yaml").write_text("inputs:\n  - path: x\n    format: jsonl\n    txt_field: body\n")
+    with pytest.raises(ConfigError, match=r"ingest.yaml: unknown key 'job.inputs\[0\].txt_field'"):
+        load_settings("ingest", IngestConfig, "local", [], conf)
+
+
+def test_wrong_type_and_bad_choice(conf: Path) -> None:
+    with pytest.raises(ConfigError, match=r"--set: spark.shuffle_partitions: expected int, got str 'many'"):
+        load_settings("ingest", IngestConfig, "local", ["spark.shuffle_partitions=many"], conf)
+    (conf / "jobs" / "ingest.yaml").write_text("inputs:\n  - path: x\n    format: csv\n")
+    with pytest.raises(ConfigError, match="ingest.yaml: job.inputs\\[0\\].format: 'csv' is not one of"):
+        load_settings("ingest", IngestConfig, "local", [], conf)
+
+
+def test_missing_required_value(conf: Path) -> None:
+    with pytest.raises(ConfigError, match=r"missing required value 'job.inputs\[0\].path'"):
+        load_settings("ingest", IngestConfig, "local", ["job.inputs=[{format: jsonl}]"], conf)
+
+
+def test_unknown_env_lists_known(conf: Path) -> None:
+    with pytest.raises(ConfigError, match="known environments: dev, local, prod"):
+        load_settings("ingest", IngestConfig, "staging", [], conf)
+
+
+def test_parse_override_types() -> None:
+    assert parse_override("a.b=10") == ("a.b", 10)
+    assert parse_override("a=[x, y]") == ("a", ["x", "y"])
+    assert parse_override("a=null") == ("a", None)
+    assert parse_override("a=x=y") == ("a", "x=y")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_override("novalue")
+
+
+def test_secrets_are_masked() -> None:
+    data = {"mlflow": {"token": "abc", "tracking_uri": "x"}, "list": [{"api_key": "k"}]}
+    assert redact(data) == {"mlflow": {"token": "***", "tracking_uri": "x"}, "list": [{"api_key": "***"}]}
+
+
+def test_dry_run_prints_resolved_config_without_spark(capsys: pytest.CaptureFixture, conf: Path) -> None:
+    code = main(["ingest", "--dry-run", "--conf-dir", str(conf), "--set", "job.reprocess=true"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "reprocess: true" in out and "format: warc" in out
+
+
+def test_dry_run_does_not_import_spark_or_mlflow() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from backforth.cli import main; rc = main(['ingest', '--dry-run']); "
+        "heavy = [m for m in ('pyspark.sql', 'mlflow', 'delta') if m in sys.modules]; print(heavy); sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("[]"), out.stdout[-200:]
+
+
+def test_cli_config_error_exit_code(capsys: pytest.CaptureFixture, conf: Path) -> None:
+    code = main(["ingest", "--dry-run", "--conf-dir", str(conf), "--set", "job.nope=1"])
+    assert code == 2
+    assert "config error: --set: unknown key 'job.nope'" in capsys.readouterr().err

@@ -1,0 +1,1 @@
+"""Column functions and UDF factories: pure transformations, no reads or writes."""
