@@ -32,16 +32,18 @@ $(PROJECT_STAMP): $(STAMP) pyproject.toml
 
 # Fetches the Delta Lake jars (Spark's own package resolution, cached under $(BACKFORTH_CACHE)/ivy) once.
 setup: venv
-	$(BIN)/backforth setup
+	@$(BIN)/backforth setup --if-needed
 
+# The main job on the embedded default: the bundled sample corpus into local Delta tables, tracked in SQLite MLflow.
 demo: setup
 	$(BIN)/backforth ingest --env local
-	@$(BIN)/backforth sql "SELECT source_format, count(*) AS docs FROM docs_raw GROUP BY source_format ORDER BY 1"
-	@$(BIN)/backforth sql "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 1"
+	@$(BIN)/backforth sql \
+	  "SELECT source_format, count(*) AS docs FROM docs_raw GROUP BY source_format ORDER BY 1" \
+	  "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 1"
 	@$(BIN)/backforth info
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=5
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -26,7 +26,9 @@ def add_common(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config value, YAML-typed (repeatable), e.g. --set job.reprocess=true",
     )
-    parser.add_argument("--conf-dir", type=Path, default=None, help="config folder (default: ./conf or the bundled one)")
+    parser.add_argument(
+        "--conf-dir", type=Path, default=None, help="config folder (default: ./conf or the bundled one)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit (Spark not started)")
     p = sub.add_parser("sql", help="run a SQL query against the tables and print the result")
     add_common(p)
-    p.add_argument("query", help='e.g. "SELECT count(*) FROM docs_raw" (unqualified names use the backforth schema)')
+    p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     p = sub.add_parser("setup", help="fetch the Delta Lake jars into the cache and check that a local session starts")
     add_common(p)
+    p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
     p = sub.add_parser("info", help="print where local data lives and how to query it and open MLflow")
     add_common(p)
     return parser
@@ -80,8 +83,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
     schema = ".".join(p for p in (settings.tables.catalog, settings.tables.schema) if p)
     if spark.catalog.databaseExists(schema):  # before the first job there is no schema yet; plain SQL still works
         spark.sql(f"USE {quote(schema)}")
-    df = spark.sql(args.query)
-    df.show(n=args.limit, truncate=80, vertical=False)
+    for query in args.queries:
+        if len(args.queries) > 1:
+            print(f"> {query}")
+        spark.sql(query).show(n=args.limit, truncate=80, vertical=False)
     return 0
 
 
@@ -91,6 +96,9 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
     had = bool(cached_delta_jars())
+    if had and args.if_needed:
+        print(f"Delta Lake jars cached in {cache_dir() / 'ivy' / 'jars'}")
+        return 0
     spark = get_spark(settings)
     spark.sql("SELECT 1").collect()
     spark.stop()

@@ -1,8 +1,9 @@
 """Typed configuration: YAML layers merged with ``--set`` overrides into dataclasses.
 
 Layers, later wins: ``conf/base.yaml`` → ``conf/jobs/<job>.yaml`` (its keys live under ``job``) →
-``conf/env/<env>.yaml`` (whose ``jobs.<job>`` section tunes that job per environment) → ``--set a.b=c``. Every leaf remembers the layer it came from, so an unknown key, a wrong type or a missing
-required value fails before Spark starts with a message that names the file and the key.
+``conf/env/<env>.yaml`` (whose ``jobs.<job>`` section tunes that job per environment) → ``--set a.b=c``.
+Every leaf remembers the layer it came from, so an unknown key, a wrong type or a missing required value fails
+before Spark starts with a message that names the file and the key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
 
 class ConfigError(ValueError):
     """A configuration problem, phrased so the user knows which file and key to fix."""

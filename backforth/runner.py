@@ -45,10 +45,21 @@ def tracking_uri(settings: Settings) -> str:
     )
 
 
+def quiet_mlflow() -> None:
+    """MLflow's import configures its loggers; keep store migrations and Databricks-auth probes out of job output."""
+    import logging
+    import warnings
+
+    for name in ("mlflow.store.db.utils", "mlflow.utils.databricks_utils", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
+
+
 def setup_mlflow(settings: Settings) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
 
+    quiet_mlflow()
     uri = tracking_uri(settings)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
@@ -150,5 +161,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         mlflow.log_metrics(numeric)
         mlflow.log_text(json.dumps(metrics, indent=2, sort_keys=True, default=str), "metrics.json")
         tables = log_lineage(spark, settings)
-    print(f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr)
+    print(
+        f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr
+    )
     return JobOutcome(run.info.run_id, experiment_id, tracking_uri(settings), numeric, tables)

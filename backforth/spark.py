@@ -8,6 +8,7 @@ resolution into a cache outside the repo (``$BACKFORTH_CACHE/ivy``); once there,
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,16 +97,19 @@ def build_local_session(settings: Settings) -> SparkSession:
     from pyspark.sql import SparkSession
 
     settings.data_path.mkdir(parents=True, exist_ok=True)
+    # Python workers must run this interpreter (the virtualenv), not whatever `python3` is first on PATH;
+    # SparkContext reads the variable for RDD and UDF workers alike.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(settings.spark.master).appName(settings.spark.app_name)
     for key, value in local_conf(settings).items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means
-        if "another instance of Derby" in str(exc).lower():
+        if "another instance of derby" in str(exc).lower():
             raise RuntimeError(
-                f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark process; "
-                "wait for it to finish, or point this command at another folder with --set data_dir=..."
+                f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
+                "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
             ) from exc
         raise
     spark.sparkContext.setLogLevel("ERROR")

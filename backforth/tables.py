@@ -59,8 +59,11 @@ def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) ->
     from delta.tables import DeltaTable
 
     target = DeltaTable.forName(spark, fqn)
+    before = table_version(spark, fqn)
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     target.alias("t").merge(df.alias("s"), condition).whenNotMatchedInsertAll().execute()
+    if table_version(spark, fqn) == before:  # a MERGE that changes nothing commits nothing
+        return {"numTargetRowsInserted": 0}
     return last_operation_metrics(spark, fqn, "MERGE")
 
 

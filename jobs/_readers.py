@@ -212,7 +212,11 @@ def read_file(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             record.update(file=path, source_format=spec["format"])
             yield record
     except OSError as exc:
-        yield {**reject(0, "unreadable_file", f"{type(exc).__name__}: {exc}"), "file": path, "source_format": spec["format"]}
+        yield {
+            **reject(0, "unreadable_file", f"{type(exc).__name__}: {exc}"),
+            "file": path,
+            "source_format": spec["format"],
+        }
 
 
 def read_partition(items: Any) -> Iterator[dict[str, Any]]:

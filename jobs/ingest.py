@@ -180,7 +180,9 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     cfg: IngestConfig = settings.job
     if not cfg.inputs:
         raise ConfigError("job.inputs is empty: name at least one file, folder or glob (see conf/jobs/ingest.yaml)")
-    docs_fqn, rejects_fqn, files_fqn = (qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table))
+    docs_fqn, rejects_fqn, files_fqn = (
+        qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table)
+    )
     for fqn, schema in ((docs_fqn, DOCS_SCHEMA), (rejects_fqn, REJECTS_SCHEMA), (files_fqn, FILES_SCHEMA)):
         ensure_table(spark, fqn, spark.createDataFrame([], schema).schema)
 
@@ -205,7 +207,9 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     inserted = insert_new(spark, docs, docs_fqn, ["doc_id"])
     rejected = insert_new(spark, rejects, rejects_fqn, ["file", "position", "reason"])
     manifest = spark.createDataFrame(file_rows(todo, counts, batch), FILES_SCHEMA.rsplit(",", 1)[0])
-    manifest.withColumn("ingested_at", F.current_timestamp()).write.format("delta").mode("append").saveAsTable(files_fqn)
+    manifest.withColumn("ingested_at", F.current_timestamp()).write.format("delta").mode("append").saveAsTable(
+        files_fqn
+    )
 
     for row in counts:
         if row["kind"] in ("reject", "skip"):

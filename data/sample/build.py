@@ -71,13 +71,14 @@ def build_json_files(docs: list[dict]) -> None:
     (HERE / "dolma" / "part-0000.json.gz").write_bytes(gzip_bytes(lines.encode("utf-8")))
     with open(HERE / "web.jsonl", "w", encoding="utf-8") as out:
         for doc in web:
-            out.write(json.dumps({"page_id": doc["id"], "url": doc["url"], "title": doc["title"],
-                                  "content": doc["text"], "fetched": "2024-03-02"}, ensure_ascii=False) + "\n")  # fmt: skip
+            row = {"page_id": doc["id"], "url": doc["url"], "title": doc["title"], "content": doc["text"]}
+            out.write(json.dumps({**row, "fetched": "2024-03-02"}, ensure_ascii=False) + "\n")
 
 
 def record_id(name: str) -> str:
     """A stable WARC-Record-ID."""
-    return f"<urn:uuid:{hashlib.md5(name.encode()).hexdigest()[:8]}-0000-4000-8000-{hashlib.md5(name.encode()).hexdigest()[:12]}>"
+    digest = hashlib.md5(name.encode()).hexdigest()
+    return f"<urn:uuid:{digest[:8]}-0000-4000-8000-{digest[:12]}>"
 
 
 def build_warc() -> None:
@@ -118,18 +119,24 @@ def build_warc() -> None:
 def build_bad() -> None:
     """One file of lines that each fail differently, and a gzip file cut off mid-stream."""
     (HERE / "bad").mkdir(exist_ok=True)
-    good = {"id": "bad-ok-1", "text": "A short but valid document that sits among broken lines.", "url": "https://ok.example.org"}
+    good = {
+        "id": "bad-ok-1",
+        "text": "A short but valid document that sits among broken lines.",
+        "url": "https://ok.example.org",
+    }
     lines = [
         json.dumps(good).encode(),
         b'{"id": "bad-1", "text": "this line never closes its brace"',
-        json.dumps({"id": "bad-2", "text": "caf"}).encode()[:-2] + b"\xe9\xff\"}",  # Latin-1 bytes, not UTF-8
+        json.dumps({"id": "bad-2", "text": "caf"}).encode()[:-2] + b'\xe9\xff"}',  # Latin-1 bytes, not UTF-8
         json.dumps({"id": "bad-3", "url": "https://no-text.example.org"}).encode(),
         json.dumps({"id": "bad-4", "text": "   \n  "}).encode(),
         json.dumps({"id": "bad-5", "text": ["a", "list"]}).encode(),
         b'["an", "array", "not", "an", "object"]',
     ]
     (HERE / "bad" / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    rows = [json.dumps({"id": f"cut-{i}", "text": f"Line {i} of a file whose gzip stream is cut short."}) for i in range(40)]
+    rows = [
+        json.dumps({"id": f"cut-{i}", "text": f"Line {i} of a file whose gzip stream is cut short."}) for i in range(40)
+    ]
     whole = gzip_bytes(("\n".join(rows) + "\n").encode())
     (HERE / "bad" / "truncated.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
 
