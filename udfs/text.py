@@ -40,3 +40,119 @@ def doc_id_column(source: str = "source", source_id: str = "source_id", url: str
     by_content = F.concat(F.lit("ct"), sep, F.coalesce(F.col(url), F.lit("")), sep, F.col(text))
     key = F.when(F.col(source_id).isNotNull(), by_id).otherwise(by_content)
     return F.substring(F.sha2(key, 256), 1, ID_HEX_CHARS)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normalisation, language and repetition: the parts of cleaning that need Python (one vectorised UDF)
+
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+LANGID_CHARS = 5_000  # language of the first 5k characters of prose: enough for a stable call, bounded cost
+REPETITION_WORDS = 20_000  # repetition stats on the first 20k words; a longer page fails too_long anyway
+
+
+def normalize_whitespace(text: str) -> str:
+    """Unix newlines, no trailing spaces, at most one blank line in a row; indentation kept (code needs it).
+
+    >>> normalize_whitespace("a  \\r\\n\\n\\n\\n  b\\t\\n")
+    'a\\n\\n  b'
+    """
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip("\n")
+
+
+def normalize_text(text: str) -> str:
+    """Whitespace as above, plus Unicode NFC, no zero-width characters, no-break spaces as spaces.
+
+    >>> normalize_text("cafe\\u0301\\u00a0bar\\u200b")
+    'café bar'
+    """
+    import unicodedata
+
+    text = unicodedata.normalize("NFC", text).translate(ZERO_WIDTH).replace("\u00a0", " ")
+    return normalize_whitespace(text)
+
+
+def prose_of(text: str) -> str:
+    """The text without fenced code blocks (language ID and line rules read prose)."""
+    import re
+
+    return re.sub(r"(?s)```.*?```", "\n", text)
+
+
+def repetition_stats(text: str) -> tuple[float, float, float, float]:
+    """Gopher-style repetition: the character share of the most frequent 2-, 3- and 4-gram, and the share of
+    characters inside word 5-grams that occur more than once.
+
+    >>> repetition_stats("a b " * 10)[0] > 0.9
+    True
+    """
+    from collections import Counter
+
+    words = text.lower().split()[:REPETITION_WORDS]
+    total = sum(len(w) for w in words)
+    if total == 0 or len(words) < 5:
+        return 0.0, 0.0, 0.0, 0.0
+    tops = []
+    for n in (2, 3, 4):
+        grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+        gram, count = grams.most_common(1)[0]
+        tops.append(count * sum(len(w) for w in gram) / total if count > 1 else 0.0)
+    fives = [tuple(words[i : i + 5]) for i in range(len(words) - 4)]
+    counts = Counter(fives)
+    covered = [False] * len(words)
+    for i, gram in enumerate(fives):
+        if counts[gram] > 1:
+            covered[i : i + 5] = [True] * 5
+    dup = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / total
+    return tops[0], tops[1], tops[2], dup
+
+
+CLEAN_TEXT_SCHEMA = (
+    "text string, text_original string, lang string, lang_score double, top_2gram_share double, "
+    "top_3gram_share double, top_4gram_share double, dup_5gram_share double, n_tokens int, token_method string"
+)
+_LANGID: dict[str, object] = {}  # per Python worker
+
+
+def language_of(text: str) -> tuple[str, float]:
+    """(ISO 639-1 code, probability) from py3langid's bundled model, on the prose; ('und', 0) for no letters."""
+    if not any(ch.isalpha() for ch in text[:LANGID_CHARS]):
+        return "und", 0.0
+    if "model" not in _LANGID:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+        _LANGID["model"] = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    lang, prob = _LANGID["model"].classify(text[:LANGID_CHARS])  # type: ignore[attr-defined]
+    return str(lang), float(prob)
+
+
+def make_clean_text_udf(tokenizer: str | None, max_token_chars: int):
+    """A pandas UDF: raw text → struct of normalised text, original (if more than whitespace changed), language,
+    repetition stats and token count. Only small config values are captured; models load on the executor."""
+    import pandas as pd
+    from pyspark.sql.functions import pandas_udf
+
+    from udfs.tokens import count_tokens
+
+    def clean_text(raw: pd.Series) -> pd.DataFrame:
+        rows = []
+        texts = []
+        for value in raw:
+            text = normalize_text(value) if isinstance(value, str) else ""
+            original = value if isinstance(value, str) and text != normalize_whitespace(value) else None
+            lang, score = language_of(prose_of(text))
+            rows.append((text, original, lang, score, *repetition_stats(text)))
+            texts.append(text)
+        counts, method = count_tokens(texts, tokenizer, max_token_chars)
+        columns = [c.split()[0] for c in CLEAN_TEXT_SCHEMA.split(", ")]
+        frame = pd.DataFrame(rows, columns=columns[:8])
+        frame["n_tokens"] = pd.Series(counts, dtype="int32")
+        frame["token_method"] = method
+        return frame
+
+    clean_text.__annotations__ = {"raw": pd.Series, "return": pd.DataFrame}  # real types: this module defers hints
+    return pandas_udf(CLEAN_TEXT_SCHEMA)(clean_text)

@@ -1,0 +1,128 @@
+"""Clean docs_raw into docs_clean: normalise text, identify language, compute quality stats, mark drops.
+
+Input: ``docs_raw`` (key ``doc_id``). Output: ``docs_clean`` (key ``doc_id``), one row per input document, dropped
+ones included: ``drop_reason`` is NULL for kept documents, else the first failed rule; ``failed_rules`` lists all of
+them and ``stats`` holds every measured value, so thresholds can be audited and re-tried in SQL. The rule set's
+fingerprint (``clean_version``) is stored per row: a run with other rules re-cleans everything, a run with the same
+rules only cleans new documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backforth.registry import job
+from backforth.tables import ensure_table, insert_new, qualify, table_exists
+from udfs.quality import QualityThresholds, failed_rules, quality_stats
+from udfs.text import make_clean_text_udf
+
+log = logging.getLogger("backforth.clean")
+
+
+@dataclass
+class CleanConfig:
+    input_table: str = "docs_raw"
+    output_table: str = "docs_clean"
+    languages: list[str] = field(default_factory=lambda: ["en"])  # kept languages (ISO 639-1)
+    min_lang_score: float = 0.50  # lang_low_confidence below this probability
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    max_top_ngram_shares: list[float] = field(default_factory=lambda: [0.20, 0.18, 0.16])  # 2/3/4-grams (Gopher)
+    max_dup_5gram_share: float = 0.15  # dup_ngrams (Gopher)
+    tokenizer: str | None = None  # tokenizer.json or model folder of the generation model; null = estimate
+    context_tokens: int = 8192  # the generation model's context (SmolLM2-135M: 8192; Llama-2: 4096)
+    reserved_tokens: int = 1536  # room for the prompt template, the instruction and the answer
+    version: str = "clean-v1"  # bump when the rules' code changes; thresholds are fingerprinted automatically
+
+    @property
+    def max_doc_tokens(self) -> int:
+        return self.context_tokens - self.reserved_tokens
+
+    def fingerprint(self) -> str:
+        """``clean-v1-<hash of every setting that changes which documents are kept>``."""
+        keys = asdict(self)
+        for name in ("input_table", "output_table", "version"):
+            keys.pop(name)
+        digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.version}-{digest}"
+
+
+def clean_documents(docs: Any, cfg: CleanConfig) -> Any:
+    """Pure transformation: documents (doc_id, text, ...) → docs_clean rows."""
+    from pyspark.sql import functions as F
+
+    udf = make_clean_text_udf(cfg.tokenizer, max_token_chars=cfg.max_doc_tokens * 20)
+    cleaned = docs.select("doc_id", F.col("text").alias("_raw")).withColumn("_c", udf("_raw"))
+    cleaned = cleaned.select("doc_id", "_raw", "_c.*").withColumn("stats", quality_stats(F.col("text")))
+    top = cfg.max_top_ngram_shares
+    extra = [
+        ("missing_text", F.col("_raw").isNull()),
+        ("empty_text", F.col("_raw").isNotNull() & (F.trim("text") == "")),
+    ]
+    late = [
+        ("lang_mismatch", ~F.col("lang").isin(cfg.languages)),
+        ("lang_low_confidence", F.col("lang").isin(cfg.languages) & (F.col("lang_score") < cfg.min_lang_score)),
+        ("ngram_repetition", (F.col("top_2gram_share") > top[0]) | (F.col("top_3gram_share") > top[1])
+         | (F.col("top_4gram_share") > top[2])),
+        ("dup_ngrams", F.col("dup_5gram_share") > cfg.max_dup_5gram_share),
+        ("too_many_tokens", F.col("n_tokens") > cfg.max_doc_tokens),
+    ]  # fmt: skip
+
+    def flags(pairs: list) -> Any:
+        return F.filter(F.array(*[F.when(c, F.lit(n)) for n, c in pairs]), lambda x: x.isNotNull())
+
+    rules = F.concat(flags(extra), failed_rules(F.col("stats"), cfg.thresholds), flags(late))
+    rules = F.when(F.col("_raw").isNull() | (F.trim("text") == ""), flags(extra)).otherwise(rules)
+    return cleaned.select(
+        "doc_id",
+        "text",
+        "text_original",
+        "lang",
+        "lang_score",
+        F.col("stats.n_words").alias("n_words"),
+        "n_tokens",
+        "token_method",
+        F.struct("stats.*", "top_2gram_share", "top_3gram_share", "top_4gram_share", "dup_5gram_share").alias("stats"),
+        rules.alias("failed_rules"),
+        F.try_element_at(rules, F.lit(1)).alias("drop_reason"),
+        F.lit(cfg.fingerprint()).alias("clean_version"),
+        F.current_timestamp().alias("cleaned_at"),
+    )
+
+
+@job("clean", config=CleanConfig)
+def run(spark: Any, settings: Any) -> dict[str, float]:
+    """Clean the documents of docs_raw that docs_clean does not hold under the current rules."""
+    from pyspark.sql import functions as F
+
+    cfg: CleanConfig = settings.job
+    source, target = qualify(settings, cfg.input_table), qualify(settings, cfg.output_table)
+    version = cfg.fingerprint()
+    docs = spark.table(source)
+    if table_exists(spark, target):
+        versions = {r[0] for r in spark.table(target).select("clean_version").distinct().collect()}
+        if versions - {version}:
+            log.info("rules changed (%s → %s): re-cleaning every document", ", ".join(sorted(versions)), version)
+            spark.sql(f"DELETE FROM {target} WHERE clean_version <> '{version}'")
+        docs = docs.join(spark.table(target).select("doc_id"), "doc_id", "left_anti")
+    pending = docs.count()
+    log.info("%d documents to clean (rules %s)", pending, version)
+    metrics: dict[str, float] = {"docs_in": pending}
+    if pending:
+        # Checkpointed: the UDF runs once per row although MERGE may read its source twice, and the rows no longer
+        # depend on docs_clean (a cached plan that reads the target is invalidated, and recomputed, by the write).
+        rows = clean_documents(docs, cfg).localCheckpoint()
+        ensure_table(spark, target, rows.schema)
+        insert_new(spark, rows, target, ["doc_id"])
+        for row in rows.groupBy("drop_reason").count().collect():
+            metrics[f"dropped.{row['drop_reason']}" if row["drop_reason"] else "docs_kept"] = row["count"]
+        lengths = rows.agg(F.avg("n_tokens").alias("mean_tokens"), F.max("n_tokens").alias("max_tokens")).first()
+        metrics.update({k: v for k, v in lengths.asDict().items() if v is not None})
+        rows.unpersist()
+    metrics["docs_kept"] = metrics.get("docs_kept", 0)
+    metrics["docs_dropped"] = pending - metrics["docs_kept"]
+    log.info("kept %d of %d documents", metrics["docs_kept"], pending)
+    return metrics
