@@ -134,7 +134,7 @@ Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.exp
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
-    for noisy in ("py4j", "alembic", "mlflow"):
+    for noisy in ("py4j", "alembic", "mlflow", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:

@@ -33,6 +33,7 @@ class SparkConfig:
     master: str = "local[2]"
     app_name: str = "backforth"
     shuffle_partitions: int = 4  # tiny local inputs: 200 default partitions would be mostly empty tasks
+    driver_memory: str = "4g"  # local mode runs every task in the driver JVM; 1g (Spark's default) is tight
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings for local sessions only
 
 

@@ -6,10 +6,20 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-JobFn = Callable[[Any, Any], dict[str, float]]
+
+@dataclass
+class JobResult:
+    """What a job may return instead of a plain metrics dict: metrics plus figures (file name → matplotlib Figure)
+    that the runner logs to MLflow. Jobs never call MLflow themselves."""
+
+    metrics: dict[str, float]
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+JobFn = Callable[[Any, Any], "dict[str, float] | JobResult"]
 
 
 @dataclass(frozen=True)

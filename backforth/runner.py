@@ -19,7 +19,7 @@ from typing import Any
 
 from backforth import __version__
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
-from backforth.registry import JobSpec
+from backforth.registry import JobResult, JobSpec
 
 MAX_PARAMS = 100  # MLflow accepts more, but a wall of params hides the ones people look for
 MAX_PARAM_CHARS = 500
@@ -155,7 +155,11 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         log_config(spec, settings)
         spark = spark or get_spark(settings)
         started = time.perf_counter()
-        metrics = dict(spec.fn(spark, settings) or {})
+        result = spec.fn(spark, settings)
+        result = result if isinstance(result, JobResult) else JobResult(dict(result or {}))
+        metrics = dict(result.metrics)
+        for name, figure in result.figures.items():
+            mlflow.log_figure(figure, f"plots/{name}")
         metrics["duration_s"] = round(time.perf_counter() - started, 3)
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow.log_metrics(numeric)

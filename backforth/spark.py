@@ -76,6 +76,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
         "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j.configurationFile=file:{log4j}",
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
+        "spark.driver.memory": settings.spark.driver_memory,
         "spark.databricks.delta.snapshotPartitions": "2",  # Delta log replay on tiny tables: 50 tasks → 2
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "false",

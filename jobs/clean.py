@@ -17,7 +17,7 @@ from typing import Any
 
 from backforth.registry import job
 from backforth.tables import ensure_table, insert_new, qualify, table_exists
-from udfs.quality import QualityThresholds, failed_rules, quality_stats
+from udfs.quality import QualityThresholds, failed_rules, with_quality_stats
 from udfs.text import make_clean_text_udf
 
 log = logging.getLogger("backforth.clean")
@@ -56,7 +56,7 @@ def clean_documents(docs: Any, cfg: CleanConfig) -> Any:
 
     udf = make_clean_text_udf(cfg.tokenizer, max_token_chars=cfg.max_doc_tokens * 20)
     cleaned = docs.select("doc_id", F.col("text").alias("_raw")).withColumn("_c", udf("_raw"))
-    cleaned = cleaned.select("doc_id", "_raw", "_c.*").withColumn("stats", quality_stats(F.col("text")))
+    cleaned = with_quality_stats(cleaned.select("doc_id", "_raw", "_c.*"), "text", cfg.thresholds.max_chars)
     top = cfg.max_top_ngram_shares
     extra = [
         ("missing_text", F.col("_raw").isNull()),

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column
+    from pyspark.sql import Column, DataFrame
 
 BOILERPLATE = (
     r"(?i)(cookie|javascript|lorem ipsum|all rights reserved|privacy policy|terms of (use|service)|"
@@ -29,6 +29,7 @@ class QualityThresholds:
 
     min_words: int = 50  # too_short
     max_words: int = 100_000  # too_long
+    max_chars: int = 1_000_000  # too_long; statistics read at most this many characters, so a 10 MB page is cheap
     min_mean_word_length: float = 3.0  # mean_word_length
     max_mean_word_length: float = 12.0  # mean_word_length (identifiers in docs run long; Gopher uses 10)
     max_symbol_char_share: float = 0.40  # symbol_soup: punctuation/symbol chars over all non-space chars
@@ -59,50 +60,64 @@ def count_matching(lines: Column, pattern: str) -> Column:
     return F.size(F.filter(lines, lambda line: line.rlike(pattern)))
 
 
-def quality_stats(text: Column) -> Column:
-    """A struct of per-document statistics the rules read; stored as is, so thresholds can be re-tried in SQL."""
+PARTS = ("_t", "_prose", "_words", "_lines", "_plines", "_pwords", "_long", "_paras")
+
+
+def with_quality_stats(df: DataFrame, text: str, max_chars: int) -> DataFrame:
+    """``df`` plus a ``stats`` struct of per-document statistics the rules read; stored as is, so thresholds can be
+    re-tried in SQL. Everything but ``n_chars`` is measured on the first ``max_chars`` characters. The word and line
+    arrays are columns of their own first, so Spark splits each text once rather than once per statistic."""
     from pyspark.sql import functions as F
 
-    prose = F.regexp_replace(text, r"(?s)```.*?```", "\n")
-    words = F.filter(F.split(text, r"\s+"), lambda w: w != "")
-    lines = F.filter(F.split(text, "\n"), lambda line: F.trim(line) != "")
-    prose_lines = F.filter(F.split(prose, "\n"), lambda line: F.trim(line) != "")
-    prose_words = F.filter(F.split(prose, r"\s+"), lambda w: w != "")
-    long_lines = F.filter(lines, lambda line: F.length(F.trim(line)) >= 10)
-    paragraphs = F.filter(F.split(text, r"\n\s*\n"), lambda p: F.trim(p) != "")
-    n_words = F.size(words)
-    non_space = F.length(F.regexp_replace(text, r"\s", ""))
-    return F.struct(
+    nonblank = lambda xs: F.filter(xs, lambda x: F.trim(x) != "")  # noqa: E731
+    parts = df.withColumn("_t", F.substring(text, 1, max_chars))
+    parts = parts.withColumn("_prose", F.regexp_replace("_t", r"(?s)```.*?```", "\n"))
+    parts = parts.select(
+        "*",
+        F.filter(F.split("_t", r"\s+"), lambda w: w != "").alias("_words"),
+        nonblank(F.split("_t", "\n")).alias("_lines"),
+        nonblank(F.split("_prose", "\n")).alias("_plines"),
+        F.filter(F.split("_prose", r"\s+"), lambda w: w != "").alias("_pwords"),
+        nonblank(F.split("_t", r"\n\s*\n")).alias("_paras"),
+    ).withColumn("_long", F.filter("_lines", lambda line: F.length(F.trim(line)) >= 10))
+    t, prose, words, lines, plines = (F.col(c) for c in ("_t", "_prose", "_words", "_lines", "_plines"))
+    n_words, non_space = F.size(words), F.length(F.regexp_replace(t, r"\s", ""))
+    stats = F.struct(
+        F.length(text).alias("n_chars"),
         n_words.alias("n_words"),
         F.size(lines).alias("n_lines"),
         share(F.aggregate(words, F.lit(0), lambda acc, w: acc + F.length(w)), n_words).alias("mean_word_length"),
-        share(F.length(F.regexp_replace(text, r"[\p{L}\p{N}\s]", "")), non_space).alias("symbol_char_share"),
-        share(F.size(F.split(prose, "#")) - 1 + F.size(F.split(prose, r"\.\.\.|…")) - 1, F.size(prose_words)).alias(
+        share(F.length(F.regexp_replace(t, r"[\p{L}\p{N}\s]", "")), non_space).alias("symbol_char_share"),
+        share(F.size(F.split(prose, "#")) - 1 + F.size(F.split(prose, r"\.\.\.|…")) - 1, F.size("_pwords")).alias(
             "hash_ellipsis_ratio"
         ),
         share(count_matching(lines, r"(\.\.\.|…)\s*$"), F.size(lines)).alias("ellipsis_line_share"),
-        share(count_matching(prose_lines, BULLET_LINE), F.size(prose_lines)).alias("bullet_line_share"),
-        share(
-            F.size(F.filter(prose_lines, lambda line: F.size(F.split(F.trim(line), r"\s+")) <= 3)),
-            F.size(prose_lines),
-        ).alias("short_line_share"),
-        share(count_matching(prose_lines, NAV_LINE), F.size(prose_lines)).alias("nav_line_share"),
-        share(count_matching(prose_lines, LINK_LINE), F.size(prose_lines)).alias("link_line_share"),
+        share(count_matching(plines, BULLET_LINE), F.size(plines)).alias("bullet_line_share"),
+        share(F.size(F.filter(plines, lambda line: F.size(F.split(F.trim(line), r"\s+")) <= 3)), F.size(plines)).alias(
+            "short_line_share"
+        ),
+        share(count_matching(plines, NAV_LINE), F.size(plines)).alias("nav_line_share"),
+        share(count_matching(plines, LINK_LINE), F.size(plines)).alias("link_line_share"),
         share(count_matching(lines, BOILERPLATE), F.size(lines)).alias("boilerplate_line_share"),
-        share(F.size(long_lines) - F.size(F.array_distinct(F.transform(long_lines, F.trim))), F.size(long_lines)).alias(
-            "dup_line_share"
-        ),
-        share(F.size(paragraphs) - F.size(F.array_distinct(F.transform(paragraphs, F.trim))), F.size(paragraphs)).alias(
-            "dup_paragraph_share"
-        ),
-        share(F.length(F.regexp_replace(text, r"[^\x00-\x08\x0E-\x1F\uFFFD]", "")), F.length(text)).alias(
+        duplicate_share("_long").alias("dup_line_share"),
+        duplicate_share("_paras").alias("dup_paragraph_share"),
+        share(F.length(F.regexp_replace(t, r"[^\x00-\x08\x0E-\x1F\uFFFD]", "")), F.length(t)).alias(
             "binary_char_share"
         ),
-        share(F.length(F.concat_ws("", F.regexp_extract_all(text, F.lit(r"(<[^>\n]{1,300}>)"), 1))), non_space).alias(
+        share(F.length(F.concat_ws("", F.regexp_extract_all(t, F.lit(r"(<[^>\n]{1,300}>)"), 1))), non_space).alias(
             "markup_char_share"
         ),
-        text.rlike(r"(?i)lorem ipsum").alias("has_lorem_ipsum"),
+        t.rlike(r"(?i)lorem ipsum").alias("has_lorem_ipsum"),
     )
+    return parts.withColumn("stats", stats).drop(*PARTS)
+
+
+def duplicate_share(items: str) -> Column:
+    """Share of the elements of array column ``items`` that repeat an earlier one (compared trimmed)."""
+    from pyspark.sql import functions as F
+
+    col = F.col(items)
+    return share(F.size(col) - F.size(F.array_distinct(F.transform(col, F.trim))), F.size(col))
 
 
 def failed_rules(stats: Column, t: QualityThresholds) -> Column:
@@ -113,19 +128,20 @@ def failed_rules(stats: Column, t: QualityThresholds) -> Column:
         ("binary_junk", stats.binary_char_share > t.max_binary_char_share),
         ("markup", stats.markup_char_share > t.max_markup_char_share),
         ("too_short", stats.n_words < t.min_words),
-        ("too_long", stats.n_words > t.max_words),
+        ("too_long", (stats.n_words > t.max_words) | (stats.n_chars > t.max_chars)),
         ("lorem_ipsum", stats.has_lorem_ipsum),
+        # structural rules first: they explain a drop better than the generic statistics after them
+        ("navigation", stats.nav_line_share > t.max_nav_line_share),
+        ("link_list", stats.link_line_share > t.max_link_line_share),
+        ("boilerplate", stats.boilerplate_line_share > t.max_boilerplate_line_share),
+        ("dup_lines", stats.dup_line_share > t.max_dup_line_share),
+        ("dup_paragraphs", stats.dup_paragraph_share > t.max_dup_paragraph_share),
+        ("bullet_lines", stats.bullet_line_share > t.max_bullet_line_share),
+        ("short_lines", stats.short_line_share > t.max_short_line_share),
         ("symbol_soup", stats.symbol_char_share > t.max_symbol_char_share),
         ("mean_word_length", (stats.mean_word_length < t.min_mean_word_length)
          | (stats.mean_word_length > t.max_mean_word_length)),
         ("hash_ellipsis", stats.hash_ellipsis_ratio > t.max_hash_ellipsis_ratio),
         ("ellipsis_lines", stats.ellipsis_line_share > t.max_ellipsis_line_share),
-        ("navigation", stats.nav_line_share > t.max_nav_line_share),
-        ("link_list", stats.link_line_share > t.max_link_line_share),
-        ("boilerplate", stats.boilerplate_line_share > t.max_boilerplate_line_share),
-        ("bullet_lines", stats.bullet_line_share > t.max_bullet_line_share),
-        ("short_lines", stats.short_line_share > t.max_short_line_share),
-        ("dup_lines", stats.dup_line_share > t.max_dup_line_share),
-        ("dup_paragraphs", stats.dup_paragraph_share > t.max_dup_paragraph_share),
     ]  # fmt: skip
     return F.filter(F.array(*[F.when(cond, F.lit(name)) for name, cond in checks]), lambda x: x.isNotNull())

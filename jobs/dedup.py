@@ -1,0 +1,231 @@
+"""Deduplicate the kept documents of docs_clean into docs_dedup: exact copies, then MinHash LSH near-duplicates.
+
+Input: ``docs_clean`` rows with ``drop_reason IS NULL`` (key ``doc_id``). Output: ``docs_dedup`` (key ``doc_id``):
+``cluster_id`` (the smallest doc_id of the cluster; a singleton's own id), ``is_kept``, ``dup_reason``
+(``dup_exact`` / ``dup_minhash``), ``exact_hash``; and ``dedup_signatures`` (signature and band keys per
+exact-survivor), so a later batch is compared with earlier ones without recomputing them. Phases: exact hash →
+signatures → bands → candidate pairs → verified edges (estimated Jaccard ≥ threshold) → connected components (label
+propagation in Spark) → survivors (most words, then smallest doc_id: the same whatever the partitioning).
+Earlier decisions are never revised: a new document that joins an earlier cluster is a duplicate of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from backforth.registry import JobResult, job
+from backforth.tables import ensure_table, qualify, table_exists
+from udfs.minhash import make_minhash_udf
+
+log = logging.getLogger("backforth.dedup")
+
+
+@dataclass
+class DedupConfig:
+    input_table: str = "docs_clean"
+    output_table: str = "docs_dedup"
+    signatures_table: str = "dedup_signatures"
+    ngram: int = 5  # word n-gram shingles
+    bands: int = 32  # P(candidate) = 1 - (1 - J^rows)^bands: 0.99 at J = 0.6, 0.56 at 0.4, 0.05 at 0.2
+    rows: int = 4
+    num_perm: int = 128  # ≥ bands × rows; the rest only sharpens the Jaccard estimate
+    threshold: float = 0.6  # verified pairs need estimated Jaccard ≥ this
+    seed: int = 42
+    max_iterations: int = 30  # label propagation rounds; clusters of web duplicates converge in a handful
+    version: str = "dedup-v1"
+
+    def fingerprint(self) -> str:
+        """``dedup-v1-<hash of the parameters that decide what is a duplicate>``."""
+        keys = {
+            k: v for k, v in asdict(self).items() if k in ("ngram", "bands", "rows", "num_perm", "threshold", "seed")
+        }
+        return f"{self.version}-{hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]}"
+
+
+def exact_groups(docs: Any) -> Any:
+    """docs (doc_id, text, n_words) → + exact_hash, exact_survivor (first by most words, then doc_id)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    docs = docs.withColumn("exact_hash", F.sha2(F.regexp_replace(F.lower("text"), r"\s+", " "), 256))
+    order = Window.partitionBy("exact_hash").orderBy(F.desc("n_words"), "doc_id")
+    return docs.withColumn("exact_survivor", F.first("doc_id").over(order))
+
+
+def signatures_of(docs: Any, cfg: DedupConfig) -> Any:
+    """(doc_id, text) → (doc_id, signature, bands, n_shingles)."""
+
+    udf = make_minhash_udf(cfg.ngram, cfg.num_perm, cfg.bands, cfg.rows, cfg.seed)
+    return docs.select("doc_id", udf("text").alias("m")).select("doc_id", "m.*")
+
+
+def candidate_pairs(new_sigs: Any, all_sigs: Any) -> Any:
+    """Pairs (a < b) sharing at least one band key, at least one of them new."""
+    from pyspark.sql import functions as F
+
+    def exploded(df: Any, tag: str) -> Any:
+        return df.select(F.col("doc_id").alias(tag), F.posexplode("bands").alias("band", "key"))
+
+    new, every = exploded(new_sigs, "x"), exploded(all_sigs, "y")
+    pairs = new.join(every, ["band", "key"]).where("x <> y")
+    return pairs.select(F.least("x", "y").alias("a"), F.greatest("x", "y").alias("b")).distinct()
+
+
+def verified_edges(pairs: Any, sigs: Any, threshold: float) -> Any:
+    """Candidate pairs whose signatures agree on at least ``threshold`` of their positions."""
+    from pyspark.sql import functions as F
+
+    left = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sa"))
+    right = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sb"))
+    same = F.aggregate(
+        F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)), F.lit(0), lambda s, v: s + v
+    )
+    scored = pairs.join(left, "a").join(right, "b").withColumn("jaccard", same / F.size("sa"))
+    return scored.where(F.col("jaccard") >= threshold).select("a", "b", "jaccard")
+
+
+def connected_components(edges: Any, seeds: Any, max_iterations: int) -> Any:
+    """Label propagation: every node ends with the smallest label in its component. ``seeds`` (node, label) gives
+    starting labels (earlier documents pass '0'+cluster_id so they win over new ones, which start as '1'+doc_id)."""
+    from pyspark.sql import functions as F
+
+    both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    nodes = both.select(F.col("a").alias("node")).distinct()
+    labels = nodes.join(seeds, "node", "left").select(
+        "node", F.coalesce("label", F.concat(F.lit("1"), "node")).alias("label")
+    )
+    labels = labels.localCheckpoint()
+    for iteration in range(max_iterations):
+        spread = both.join(labels.withColumnRenamed("node", "b"), "b").groupBy(F.col("a").alias("node"))
+        proposed = spread.agg(F.min("label").alias("offer"))
+        updated = (
+            labels.join(proposed, "node", "left")
+            .select(
+                "node",
+                F.least("label", F.coalesce("offer", "label")).alias("label"),
+                (F.col("offer") < F.col("label")).alias("moved"),
+            )
+            .localCheckpoint()
+        )
+        moved = updated.where("moved").count()
+        labels = updated.drop("moved")
+        log.info("components: round %d, %d labels changed", iteration + 1, moved)
+        if moved == 0:
+            return labels
+    raise RuntimeError(f"connected components did not converge in {max_iterations} rounds (raise job.max_iterations)")
+
+
+def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, earlier_sigs: Any = None) -> tuple:
+    """Pure core of the job: new kept docs (doc_id, text, n_words) → (docs_dedup rows, signature rows, stats)."""
+    from pyspark.sql import functions as F
+
+    earlier = (
+        earlier
+        if earlier is not None
+        else spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash string")
+    )
+    earlier_sigs = (
+        earlier_sigs
+        if earlier_sigs is not None
+        else spark.createDataFrame([], "doc_id string, signature array<bigint>, bands array<bigint>, n_shingles int")
+    )
+    docs = exact_groups(docs).localCheckpoint()
+    # exact copies of an earlier document, then of each other
+    old_hash = (
+        earlier.select("exact_hash", F.col("cluster_id").alias("old_cluster"))
+        .groupBy("exact_hash")
+        .agg(F.min("old_cluster").alias("old_cluster"))
+    )
+    docs = docs.join(old_hash, "exact_hash", "left")
+    fresh = docs.where("old_cluster IS NULL AND doc_id = exact_survivor")
+    sigs = signatures_of(fresh, cfg).localCheckpoint()
+    pairs = candidate_pairs(sigs, sigs.unionByName(earlier_sigs.select(*sigs.columns)))
+    edges = verified_edges(pairs, sigs.unionByName(earlier_sigs.select(*sigs.columns)), cfg.threshold).localCheckpoint()
+    seeds = earlier.select(F.col("doc_id").alias("node"), F.concat(F.lit("0"), "cluster_id").alias("label"))
+    labels = connected_components(edges, seeds, cfg.max_iterations)
+    return assemble(docs, labels, cfg), sigs, {"candidate_pairs": pairs.count(), "verified_pairs": edges.count()}
+
+
+def assemble(docs: Any, labels: Any, cfg: DedupConfig) -> Any:
+    """Cluster ids, survivors and reasons for every new document."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    lab = labels.select(F.col("node").alias("exact_survivor"), "label")
+    rows = docs.join(lab, "exact_survivor", "left")
+    rows = rows.withColumn("label", F.coalesce("label", F.concat(F.lit("1"), "exact_survivor")))
+    rows = rows.withColumn("cluster_id", F.coalesce("old_cluster", F.expr("substring(label, 2)")))
+    joins_earlier = F.col("old_cluster").isNotNull() | F.col("label").startswith("0")
+    best = Window.partitionBy("cluster_id").orderBy(F.desc("n_words"), "doc_id")
+    survivor = F.first("doc_id").over(best)
+    is_kept = ~joins_earlier & (F.col("doc_id") == survivor)
+    reason = (
+        F.when(is_kept, F.lit(None))
+        .when(F.col("old_cluster").isNotNull() | (F.col("doc_id") != F.col("exact_survivor")), F.lit("dup_exact"))
+        .otherwise(F.lit("dup_minhash"))
+    )
+    return rows.select(
+        "doc_id", "cluster_id", is_kept.alias("is_kept"), reason.cast("string").alias("dup_reason"), "exact_hash",
+        F.lit(cfg.fingerprint()).alias("dedup_version"), F.current_timestamp().alias("deduped_at"),
+    )  # fmt: skip
+
+
+@job("dedup", config=DedupConfig)
+def run(spark: Any, settings: Any) -> JobResult:
+    """Deduplicate kept documents not yet in docs_dedup against each other and against everything before them."""
+    cfg: DedupConfig = settings.job
+    source, target, sig_table = (
+        qualify(settings, t) for t in (cfg.input_table, cfg.output_table, cfg.signatures_table)
+    )
+    docs = spark.table(source).where("drop_reason IS NULL").select("doc_id", "text", "n_words")
+    earlier = earlier_sigs = None
+    if table_exists(spark, target):
+        versions = {r[0] for r in spark.table(target).select("dedup_version").distinct().collect()}
+        if versions - {cfg.fingerprint()}:
+            raise ValueError(
+                f"{target} was built with {', '.join(sorted(versions))}, this run is {cfg.fingerprint()}: "
+                f"drop {target} and {sig_table} (or choose other tables) to deduplicate from scratch"
+            )
+        earlier = spark.table(target).select("doc_id", "cluster_id", "exact_hash")
+        earlier_sigs = spark.table(sig_table)
+        docs = docs.join(earlier.select("doc_id"), "doc_id", "left_anti")
+    docs = docs.localCheckpoint()
+    pending = docs.count()
+    log.info("%d new documents to deduplicate (%s)", pending, cfg.fingerprint())
+    if not pending:
+        return JobResult({"docs_in": 0, "docs_kept": 0})
+    rows, sigs, stats = deduplicate(spark, docs, cfg, earlier, earlier_sigs)
+    rows, sigs = rows.localCheckpoint(), sigs.localCheckpoint()  # computed once, and cut loose from the targets
+    ensure_table(spark, target, rows.schema)
+    ensure_table(spark, sig_table, sigs.schema)
+    rows.write.format("delta").mode("append").saveAsTable(target)  # new doc_ids only (anti-joined above)
+    sigs.write.format("delta").mode("append").saveAsTable(sig_table)
+    return summarize(rows, pending, stats)
+
+
+def summarize(rows: Any, pending: int, stats: dict) -> JobResult:
+    """Metrics per reason and a cluster-size histogram."""
+    from backforth.plots import bar_chart
+
+    counts = {r["dup_reason"] or "kept": r["count"] for r in rows.groupBy("dup_reason").count().collect()}
+    sizes = rows.groupBy("cluster_id").count().withColumnRenamed("count", "size").groupBy("size").count().collect()
+    histogram = {int(r["size"]): int(r["count"]) for r in sizes}
+    metrics = {
+        "docs_in": pending,
+        "docs_kept": counts.get("kept", 0),
+        "dropped.dup_exact": counts.get("dup_exact", 0),
+        "dropped.dup_minhash": counts.get("dup_minhash", 0),
+        "duplicate_rate": 1 - counts.get("kept", 0) / pending,
+        "clusters_multi": sum(v for k, v in histogram.items() if k > 1),
+        **stats,
+    }
+    log.info("kept %d of %d (%d exact, %d near duplicates)", metrics["docs_kept"], pending,
+             metrics["dropped.dup_exact"], metrics["dropped.dup_minhash"])  # fmt: skip
+    figure = bar_chart(
+        histogram, "documents in cluster (this batch)", "clusters", "Duplicate cluster sizes", log_y=True
+    )
+    return JobResult(metrics, figures={"dedup_cluster_sizes.png": figure})
