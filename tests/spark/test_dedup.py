@@ -40,8 +40,8 @@ def frame(spark, docs: dict[str, str]):
     return spark.createDataFrame(rows, "doc_id string, text string, n_words int")
 
 
-def result(spark, docs: dict[str, str], cfg: DedupConfig = DedupConfig(), partitions: int = 2) -> dict:
-    rows, _, _ = deduplicate(spark, frame(spark, docs).repartition(partitions), cfg)
+def result(spark, docs: dict[str, str], cfg: DedupConfig | None = None, partitions: int = 2) -> dict:
+    rows, _, _ = deduplicate(spark, frame(spark, docs).repartition(partitions), cfg or DedupConfig())
     return {r["doc_id"]: (r["cluster_id"], r["is_kept"], r["dup_reason"]) for r in rows.collect()}
 
 
