@@ -34,12 +34,16 @@ $(PROJECT_STAMP): $(STAMP) pyproject.toml
 setup: venv
 	@$(BIN)/backforth setup --if-needed
 
-# The main job on the embedded default: the bundled sample corpus into local Delta tables, tracked in SQLite MLflow.
+# The pipeline so far on the embedded default: the bundled sample corpus through ingest, clean and dedup into local
+# Delta tables, each run tracked in SQLite MLflow. Re-running adds nothing.
 demo: setup
 	$(BIN)/backforth ingest --env local
+	$(BIN)/backforth clean --env local
+	$(BIN)/backforth dedup --env local
 	@$(BIN)/backforth sql \
-	  "SELECT source_format, count(*) AS docs FROM docs_raw GROUP BY source_format ORDER BY 1" \
-	  "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 1"
+	  "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 2 DESC, 1" \
+	  "SELECT coalesce(drop_reason, '(kept)') AS clean, count(*) AS docs FROM docs_clean GROUP BY 1 ORDER BY 2 DESC, 1" \
+	  "SELECT coalesce(dup_reason, '(kept)') AS dedup, count(*) AS docs FROM docs_dedup GROUP BY 1 ORDER BY 2 DESC"
 	@$(BIN)/backforth info
 
 test: setup

@@ -16,6 +16,10 @@ def bar_chart(counts: dict[Any, float], xlabel: str, ylabel: str, title: str, lo
     ax = figure.subplots()
     keys = sorted(counts)
     ax.bar(range(len(keys)), [counts[k] for k in keys], color="#3a6ea5", tick_label=[str(k) for k in keys])
+    if any(len(str(k)) > 4 for k in keys):  # reason names: tilt them so they do not overlap
+        ax.tick_params(axis="x", labelrotation=35)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if log_y:
         ax.set_yscale("log")

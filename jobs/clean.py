@@ -15,7 +15,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backforth.registry import job
+from backforth.plots import bar_chart
+from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, qualify, table_exists
 from udfs.quality import QualityThresholds, failed_rules, with_quality_stats
 from udfs.text import make_clean_text_udf
@@ -94,7 +95,7 @@ def clean_documents(docs: Any, cfg: CleanConfig) -> Any:
 
 
 @job("clean", config=CleanConfig)
-def run(spark: Any, settings: Any) -> dict[str, float]:
+def run(spark: Any, settings: Any) -> JobResult:
     """Clean the documents of docs_raw that docs_clean does not hold under the current rules."""
     from pyspark.sql import functions as F
 
@@ -125,4 +126,8 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     metrics["docs_kept"] = metrics.get("docs_kept", 0)
     metrics["docs_dropped"] = pending - metrics["docs_kept"]
     log.info("kept %d of %d documents", metrics["docs_kept"], pending)
-    return metrics
+    drops = {k.removeprefix("dropped."): v for k, v in metrics.items() if k.startswith("dropped.")}
+    if not drops:
+        return JobResult(metrics)
+    figure = bar_chart(drops, "drop reason (first failed rule)", "documents", "Why documents were dropped")
+    return JobResult(metrics, figures={"clean_drop_reasons.png": figure})

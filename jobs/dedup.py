@@ -19,7 +19,9 @@ from typing import Any
 
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, qualify, table_exists
-from udfs.minhash import make_minhash_udf
+from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
+
+SIG_COLUMNS = ("signature", "bands", "n_shingles")
 
 log = logging.getLogger("backforth.dedup")
 
@@ -46,33 +48,38 @@ class DedupConfig:
         return f"{self.version}-{hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
-def exact_groups(docs: Any) -> Any:
-    """docs (doc_id, text, n_words) → + exact_hash, exact_survivor (first by most words, then doc_id)."""
+def signatures_of(docs: Any, cfg: DedupConfig) -> Any:
+    """(doc_id, text, n_words) → (doc_id, n_words, exact_hash, signature, bands, n_shingles): the one pass over the
+    text. Everything after it shuffles these small rows, never the documents."""
+    from pyspark.sql import functions as F
+
+    mapper = make_minhash_mapper(cfg.ngram, cfg.num_perm, cfg.bands, cfg.rows, cfg.seed)
+    rows = docs.select("doc_id", F.col("n_words").cast("int"), "text")
+    return rows.mapInArrow(mapper, f"doc_id string, n_words int, exact_hash bigint, {SIGNATURE_SCHEMA}")
+
+
+def exact_groups(sigs: Any) -> Any:
+    """+ exact_survivor: within each exact_hash, the first by most words, then doc_id."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    docs = docs.withColumn("exact_hash", F.sha2(F.regexp_replace(F.lower("text"), r"\s+", " "), 256))
     order = Window.partitionBy("exact_hash").orderBy(F.desc("n_words"), "doc_id")
-    return docs.withColumn("exact_survivor", F.first("doc_id").over(order))
+    return sigs.withColumn("exact_survivor", F.first("doc_id").over(order))
 
 
-def signatures_of(docs: Any, cfg: DedupConfig) -> Any:
-    """(doc_id, text) → (doc_id, signature, bands, n_shingles)."""
-
-    udf = make_minhash_udf(cfg.ngram, cfg.num_perm, cfg.bands, cfg.rows, cfg.seed)
-    return docs.select("doc_id", udf("text").alias("m")).select("doc_id", "m.*")
-
-
-def candidate_pairs(new_sigs: Any, all_sigs: Any) -> Any:
-    """Pairs (a < b) sharing at least one band key, at least one of them new."""
+def candidate_pairs(new_sigs: Any, earlier_sigs: Any = None) -> Any:
+    """Pairs (a < b) that share at least one band key, at least one of them new. One shuffle: documents are
+    bucketed by key (keys already carry their band's index) and pairs come out of the buckets that hold several."""
     from pyspark.sql import functions as F
 
-    def exploded(df: Any, tag: str) -> Any:
-        return df.select(F.col("doc_id").alias(tag), F.posexplode("bands").alias("band", "key"))
-
-    new, every = exploded(new_sigs, "x"), exploded(all_sigs, "y")
-    pairs = new.join(every, ["band", "key"]).where("x <> y")
-    return pairs.select(F.least("x", "y").alias("a"), F.greatest("x", "y").alias("b")).distinct()
+    tagged = new_sigs.select("doc_id", F.lit(True).alias("new"), "bands")
+    if earlier_sigs is not None:
+        tagged = tagged.unionByName(earlier_sigs.select("doc_id", F.lit(False).alias("new"), "bands"))
+    exploded = tagged.select(F.struct("doc_id", "new").alias("d"), F.explode("bands").alias("key"))
+    buckets = exploded.groupBy("key").agg(F.collect_list("d").alias("m")).where(F.size("m") > 1)
+    pairs = buckets.select(F.explode("m").alias("x"), "m").select("x", F.explode("m").alias("y"))
+    pairs = pairs.where((F.col("x.doc_id") < F.col("y.doc_id")) & (F.col("x.new") | F.col("y.new")))
+    return pairs.select(F.col("x.doc_id").alias("a"), F.col("y.doc_id").alias("b")).distinct()
 
 
 def verified_edges(pairs: Any, sigs: Any, threshold: float) -> Any:
@@ -120,34 +127,25 @@ def connected_components(edges: Any, seeds: Any, max_iterations: int) -> Any:
 
 
 def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, earlier_sigs: Any = None) -> tuple:
-    """Pure core of the job: new kept docs (doc_id, text, n_words) → (docs_dedup rows, signature rows, stats)."""
+    """Pure core of the job: new kept docs (doc_id, text, n_words) → (docs_dedup rows, signature rows, stats).
+    ``earlier`` (doc_id, cluster_id, exact_hash) and ``earlier_sigs`` are what previous batches left."""
     from pyspark.sql import functions as F
 
-    earlier = (
-        earlier
-        if earlier is not None
-        else spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash string")
-    )
-    earlier_sigs = (
-        earlier_sigs
-        if earlier_sigs is not None
-        else spark.createDataFrame([], "doc_id string, signature array<bigint>, bands array<bigint>, n_shingles int")
-    )
-    docs = exact_groups(docs).localCheckpoint()
-    # exact copies of an earlier document, then of each other
-    old_hash = (
-        earlier.select("exact_hash", F.col("cluster_id").alias("old_cluster"))
-        .groupBy("exact_hash")
-        .agg(F.min("old_cluster").alias("old_cluster"))
-    )
-    docs = docs.join(old_hash, "exact_hash", "left")
-    fresh = docs.where("old_cluster IS NULL AND doc_id = exact_survivor")
-    sigs = signatures_of(fresh, cfg).localCheckpoint()
-    pairs = candidate_pairs(sigs, sigs.unionByName(earlier_sigs.select(*sigs.columns)))
-    edges = verified_edges(pairs, sigs.unionByName(earlier_sigs.select(*sigs.columns)), cfg.threshold).localCheckpoint()
+    if earlier is None:
+        earlier = spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash bigint")
+    if docs.rdd.getNumPartitions() < spark.sparkContext.defaultParallelism:  # the UDF is the heavy part: use all cores
+        docs = docs.repartition(spark.sparkContext.defaultParallelism)
+    sigs = exact_groups(signatures_of(docs, cfg))
+    old_hash = earlier.groupBy("exact_hash").agg(F.min("cluster_id").alias("old_cluster"))
+    sigs = sigs.join(old_hash, "exact_hash", "left").localCheckpoint()
+    fresh = sigs.where("old_cluster IS NULL AND doc_id = exact_survivor").select("doc_id", *SIG_COLUMNS)
+    pairs = candidate_pairs(fresh, earlier_sigs).localCheckpoint()
+    every = fresh if earlier_sigs is None else fresh.unionByName(earlier_sigs.select("doc_id", *SIG_COLUMNS))
+    edges = verified_edges(pairs, every, cfg.threshold).localCheckpoint()
     seeds = earlier.select(F.col("doc_id").alias("node"), F.concat(F.lit("0"), "cluster_id").alias("label"))
     labels = connected_components(edges, seeds, cfg.max_iterations)
-    return assemble(docs, labels, cfg), sigs, {"candidate_pairs": pairs.count(), "verified_pairs": edges.count()}
+    stats = {"candidate_pairs": pairs.count(), "verified_pairs": edges.count()}
+    return assemble(sigs, labels, cfg), fresh, stats
 
 
 def assemble(docs: Any, labels: Any, cfg: DedupConfig) -> Any:

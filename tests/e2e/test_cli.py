@@ -53,6 +53,16 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     counted = backforth("sql", "SELECT count(*) AS n FROM docs_raw", data=data)
     assert f"|{int(inserted)}|" in counted.stdout.replace(" ", "")
 
+    cleaned = backforth("clean", data=data)
+    assert metric(cleaned.stdout, "docs_in") == inserted
+    kept = metric(cleaned.stdout, "docs_kept")
+    assert 40 <= kept <= inserted - 30  # the sample's junk, short, foreign and broken documents go
+    deduped = backforth("dedup", data=data)
+    assert metric(deduped.stdout, "docs_in") == kept
+    assert metric(deduped.stdout, "dropped.dup_exact") >= 5 and metric(deduped.stdout, "dropped.dup_minhash") >= 5
+    reasons = backforth("sql", "SELECT dup_reason, count(*) FROM docs_dedup GROUP BY 1 ORDER BY 1", data=data)
+    assert "dup_exact" in reasons.stdout and "dup_minhash" in reasons.stdout
+
     port = free_port()
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
@@ -64,9 +74,9 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert len(runs) == 2
-    latest_first = sorted(runs, key=lambda r: r["info"]["start_time"])
-    run = latest_first[0]
+    assert len(runs) == 4
+    by_start = sorted(runs, key=lambda r: r["info"]["start_time"])
+    run = by_start[0]
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
     params = {p["key"]: p["value"] for p in run["data"]["params"]}

@@ -78,15 +78,16 @@ def test_run_twice_incremental_and_rule_change(spark, make_settings) -> None:
     spark.sql(f"CREATE SCHEMA {schema}")
     make_raw(spark, schema, [("a", ARTICLE), ("b", "too short")])
     first = run(spark, settings)
-    assert (first["docs_in"], first["docs_kept"], first["dropped.too_short"]) == (2, 1, 1)
-    assert run(spark, settings)["docs_in"] == 0
+    assert (first.metrics["docs_in"], first.metrics["docs_kept"], first.metrics["dropped.too_short"]) == (2, 1, 1)
+    assert list(first.figures) == ["clean_drop_reasons.png"]
+    assert run(spark, settings).metrics["docs_in"] == 0
     make_raw(spark, schema, [("c", BY_KIND["article"][1])])
-    assert run(spark, settings)["docs_in"] == 1
+    assert run(spark, settings).metrics["docs_in"] == 1
     assert spark.table(f"{schema}.docs_clean").count() == 3
     stricter = replace(
         settings, job=replace(settings.job, thresholds=replace(settings.job.thresholds, min_words=10_000))
     )
-    again = run(spark, stricter)
+    again = run(spark, stricter).metrics
     assert (again["docs_in"], again["docs_kept"]) == (3, 0)
     versions = spark.table(f"{schema}.docs_clean").select("clean_version").distinct().collect()
     assert [r[0] for r in versions] == [stricter.job.fingerprint()]
