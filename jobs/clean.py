@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, qualify, table_exists
@@ -33,7 +34,9 @@ class CleanConfig:
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     max_top_ngram_shares: list[float] = field(default_factory=lambda: [0.20, 0.18, 0.16])  # 2/3/4-grams (Gopher)
     max_dup_5gram_share: float = 0.15  # dup_ngrams (Gopher)
-    tokenizer: str | None = None  # tokenizer.json or model folder of the generation model; null = estimate
+    tokenizer: str | None = (
+        "embedded"  # the generation model's tokenizer.json or folder; embedded = SmolLM2; null = chars/4
+    )
     context_tokens: int = 8192  # the generation model's context (SmolLM2-135M: 8192; Llama-2: 4096)
     reserved_tokens: int = 1536  # room for the prompt template, the instruction and the answer
     version: str = "clean-v1"  # bump when the rules' code changes; thresholds are fingerprinted automatically
@@ -55,7 +58,7 @@ def clean_documents(docs: Any, cfg: CleanConfig) -> Any:
     """Pure transformation: documents (doc_id, text, ...) → docs_clean rows."""
     from pyspark.sql import functions as F
 
-    udf = make_clean_text_udf(cfg.tokenizer, max_token_chars=cfg.max_doc_tokens * 20)
+    udf = make_clean_text_udf(resolve_tokenizer(cfg.tokenizer), max_token_chars=cfg.max_doc_tokens * 20)
     cleaned = docs.select("doc_id", F.col("text").alias("_raw")).withColumn("_c", udf("_raw"))
     cleaned = with_quality_stats(cleaned.select("doc_id", "_raw", "_c.*"), "text", cfg.thresholds.max_chars)
     top = cfg.max_top_ngram_shares
