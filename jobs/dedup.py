@@ -22,6 +22,7 @@ from backforth.tables import ensure_table, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
 
 SIG_COLUMNS = ("signature", "bands", "n_shingles")
+BROADCAST_PAIRS = 2_000_000  # candidate pairs (two ids each, ~100 B) below this are shipped to executors whole
 
 log = logging.getLogger("backforth.dedup")
 
@@ -82,10 +83,12 @@ def candidate_pairs(new_sigs: Any, earlier_sigs: Any = None) -> Any:
     return pairs.select(F.col("x.doc_id").alias("a"), F.col("y.doc_id").alias("b")).distinct()
 
 
-def verified_edges(pairs: Any, sigs: Any, threshold: float) -> Any:
-    """Candidate pairs whose signatures agree on at least ``threshold`` of their positions."""
+def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = False) -> Any:
+    """Candidate pairs whose signatures agree on at least ``threshold`` of their positions. ``broadcast`` ships the
+    pairs to the signatures instead of shuffling the signatures (the right call while pairs are few)."""
     from pyspark.sql import functions as F
 
+    pairs = F.broadcast(pairs) if broadcast else pairs
     left = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sa"))
     right = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sb"))
     same = F.aggregate(
@@ -131,20 +134,25 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     ``earlier`` (doc_id, cluster_id, exact_hash) and ``earlier_sigs`` are what previous batches left."""
     from pyspark.sql import functions as F
 
-    if earlier is None:
-        earlier = spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash bigint")
     if docs.rdd.getNumPartitions() < spark.sparkContext.defaultParallelism:  # the UDF is the heavy part: use all cores
         docs = docs.repartition(spark.sparkContext.defaultParallelism)
     sigs = exact_groups(signatures_of(docs, cfg))
-    old_hash = earlier.groupBy("exact_hash").agg(F.min("cluster_id").alias("old_cluster"))
-    sigs = sigs.join(old_hash, "exact_hash", "left").localCheckpoint()
+    if earlier is None:
+        earlier = spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash bigint")
+        sigs = sigs.withColumn("old_cluster", F.lit(None).cast("string"))
+    else:
+        old_hash = earlier.groupBy("exact_hash").agg(F.min("cluster_id").alias("old_cluster"))
+        sigs = sigs.join(old_hash, "exact_hash", "left")
+    sigs = sigs.localCheckpoint()
     fresh = sigs.where("old_cluster IS NULL AND doc_id = exact_survivor").select("doc_id", *SIG_COLUMNS)
     pairs = candidate_pairs(fresh, earlier_sigs).localCheckpoint()
+    stats = {"candidate_pairs": pairs.count()}
     every = fresh if earlier_sigs is None else fresh.unionByName(earlier_sigs.select("doc_id", *SIG_COLUMNS))
-    edges = verified_edges(pairs, every, cfg.threshold).localCheckpoint()
+    edges = verified_edges(pairs, every, cfg.threshold, broadcast=stats["candidate_pairs"] < BROADCAST_PAIRS)
+    edges = edges.localCheckpoint()
+    stats["verified_pairs"] = edges.count()
     seeds = earlier.select(F.col("doc_id").alias("node"), F.concat(F.lit("0"), "cluster_id").alias("label"))
     labels = connected_components(edges, seeds, cfg.max_iterations)
-    stats = {"candidate_pairs": pairs.count(), "verified_pairs": edges.count()}
     return assemble(sigs, labels, cfg), fresh, stats
 
 
