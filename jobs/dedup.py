@@ -17,6 +17,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backforth.config import ConfigError
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
@@ -192,7 +193,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     if table_exists(spark, target):
         versions = {r[0] for r in spark.table(target).select("dedup_version").distinct().collect()}
         if versions - {cfg.fingerprint()}:
-            raise ValueError(
+            raise ConfigError(
                 f"{target} was built with {', '.join(sorted(versions))}, this run is {cfg.fingerprint()}: "
                 f"drop {target} and {sig_table} (or choose other tables) to deduplicate from scratch"
             )

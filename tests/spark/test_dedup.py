@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from backforth.config import ConfigError
 from jobs.dedup import DedupConfig, deduplicate, run
 
 pytestmark = pytest.mark.spark
@@ -104,5 +105,5 @@ def test_changed_parameters_refuse_to_mix(spark, make_settings) -> None:
     write_clean(spark, settings.tables.schema, {"a": A})
     run(spark, settings)
     other = replace(settings, job=replace(settings.job, bands=16, rows=8))
-    with pytest.raises(ValueError, match="was built with dedup-v1-.* this run is dedup-v1-"):
+    with pytest.raises(ConfigError, match="was built with dedup-v1-.* this run is dedup-v1-"):
         run(spark, other)
