@@ -125,6 +125,9 @@ Local data folder: {settings.data_path}
 Query the tables:
   backforth sql "SELECT source_format, count(*) FROM docs_raw GROUP BY 1"
   backforth sql "SELECT reason, count(*) FROM ingest_rejects GROUP BY 1"
+  backforth sql "SELECT drop_reason, count(*) FROM docs_clean GROUP BY 1"
+  backforth sql "SELECT doc_id, failed_rules, stats.dup_line_share FROM docs_clean WHERE drop_reason IS NOT NULL"
+  backforth sql "SELECT cluster_id, collect_list(doc_id) FROM docs_dedup GROUP BY 1 HAVING count(*) > 1"
   backforth sql "DESCRIBE HISTORY docs_raw"
 
 Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.experiment}'):
