@@ -68,15 +68,15 @@ def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) ->
 
 
 def append(df: DataFrame, fqn: str) -> None:
-    """One atomic Delta append (the write unit of LLM steps: a crash loses at most this batch)."""
+    """One atomic Delta append (also the write unit of LLM steps: a crash loses at most this batch)."""
     df.write.format("delta").mode("append").saveAsTable(fqn)
 
 
-def pending(spark: SparkSession, source: DataFrame, fqn: str, keys: list[str]) -> DataFrame:
+def pending_rows(spark: SparkSession, source: DataFrame, fqn: str, keys: list[str]) -> DataFrame:
     """Rows of ``source`` with no row in ``fqn`` on ``keys``: the work a resumed job still has to do."""
     if not table_exists(spark, fqn):
         return source
-    return source.join(spark.table(fqn).select(*keys).distinct(), on=keys, how="left_anti")
+    return source.join(spark.table(fqn).select(*keys), on=keys, how="left_anti")
 
 
 def table_version(spark: SparkSession, fqn: str) -> int:

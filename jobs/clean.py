@@ -18,7 +18,7 @@ from typing import Any
 from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import ensure_table, insert_new, qualify, table_exists
+from backforth.tables import ensure_table, insert_new, pending_rows, qualify, table_exists
 from udfs.quality import QualityThresholds, failed_rules, with_quality_stats
 from udfs.text import make_clean_text_udf
 
@@ -111,7 +111,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         if versions - {version}:
             log.info("rules changed (%s → %s): re-cleaning every document", ", ".join(sorted(versions)), version)
             spark.sql(f"DELETE FROM {target} WHERE clean_version <> '{version}'")
-        docs = docs.join(spark.table(target).select("doc_id"), "doc_id", "left_anti")
+    docs = pending_rows(spark, docs, target, ["doc_id"])
     pending = docs.count()
     log.info("%d documents to clean (rules %s)", pending, version)
     metrics: dict[str, float] = {"docs_in": pending}

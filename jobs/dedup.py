@@ -19,7 +19,7 @@ from typing import Any
 
 from backforth.config import ConfigError
 from backforth.registry import JobResult, job
-from backforth.tables import ensure_table, qualify, table_exists
+from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
 
 SIG_COLUMNS = ("signature", "bands", "n_shingles")
@@ -199,8 +199,7 @@ def run(spark: Any, settings: Any) -> JobResult:
             )
         earlier = spark.table(target).select("doc_id", "cluster_id", "exact_hash")
         earlier_sigs = spark.table(sig_table)
-        docs = docs.join(earlier.select("doc_id"), "doc_id", "left_anti")
-    docs = docs.localCheckpoint()
+    docs = pending_rows(spark, docs, target, ["doc_id"]).localCheckpoint()
     pending = docs.count()
     log.info("%d new documents to deduplicate (%s)", pending, cfg.fingerprint())
     if not pending:
@@ -209,8 +208,8 @@ def run(spark: Any, settings: Any) -> JobResult:
     rows, sigs = rows.localCheckpoint(), sigs.localCheckpoint()  # computed once, and cut loose from the targets
     ensure_table(spark, target, rows.schema)
     ensure_table(spark, sig_table, sigs.schema)
-    rows.write.format("delta").mode("append").saveAsTable(target)  # new doc_ids only (anti-joined above)
-    sigs.write.format("delta").mode("append").saveAsTable(sig_table)
+    append(rows, target)  # new doc_ids only (anti-joined above)
+    append(sigs, sig_table)
     return summarize(rows, pending, stats)
 
 

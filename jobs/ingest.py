@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from backforth.config import ConfigError
 from backforth.registry import job
-from backforth.tables import ensure_table, insert_new, qualify
+from backforth.tables import append, ensure_table, insert_new, qualify
 from udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
@@ -207,9 +207,7 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     inserted = insert_new(spark, docs, docs_fqn, ["doc_id"])
     rejected = insert_new(spark, rejects, rejects_fqn, ["file", "position", "reason"])
     manifest = spark.createDataFrame(file_rows(todo, counts, batch), FILES_SCHEMA.rsplit(",", 1)[0])
-    manifest.withColumn("ingested_at", F.current_timestamp()).write.format("delta").mode("append").saveAsTable(
-        files_fqn
-    )
+    append(manifest.withColumn("ingested_at", F.current_timestamp()), files_fqn)
 
     for row in counts:
         if row["kind"] in ("reject", "skip"):
