@@ -62,9 +62,7 @@ def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) ->
     before = table_version(spark, fqn)
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     target.alias("t").merge(df.alias("s"), condition).whenNotMatchedInsertAll().execute()
-    if table_version(spark, fqn) == before:  # a MERGE that changes nothing commits nothing
-        return {"numTargetRowsInserted": 0}
-    return last_operation_metrics(spark, fqn, "MERGE")
+    return last_operation_metrics(spark, fqn, "MERGE", after=before)
 
 
 def append(df: DataFrame, fqn: str) -> None:
@@ -84,9 +82,10 @@ def table_version(spark: SparkSession, fqn: str) -> int:
     return int(spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]["version"])
 
 
-def last_operation_metrics(spark: SparkSession, fqn: str, operation: str) -> dict[str, int]:
-    """Delta's operationMetrics of the newest commit, if it was ``operation`` (else {}: nothing was written)."""
+def last_operation_metrics(spark: SparkSession, fqn: str, operation: str, after: int = -1) -> dict[str, int]:
+    """Delta's operationMetrics of the newest commit if it is an ``operation`` newer than version ``after``;
+    else {} (an operation that changes nothing, such as a MERGE with nothing to insert, commits nothing)."""
     row = spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]
-    if row["operation"] != operation:
+    if row["operation"] != operation or int(row["version"]) <= after:
         return {}
     return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}

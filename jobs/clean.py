@@ -121,10 +121,14 @@ def run(spark: Any, settings: Any) -> JobResult:
         rows = clean_documents(docs, cfg).localCheckpoint()
         ensure_table(spark, target, rows.schema)
         insert_new(spark, rows, target, ["doc_id"])
-        for row in rows.groupBy("drop_reason").count().collect():
-            metrics[f"dropped.{row['drop_reason']}" if row["drop_reason"] else "docs_kept"] = row["count"]
-        lengths = rows.agg(F.avg("n_tokens").alias("mean_tokens"), F.max("n_tokens").alias("max_tokens")).first()
-        metrics.update({k: v for k, v in lengths.asDict().items() if v is not None})
+        per_reason = rows.groupBy("drop_reason").agg(
+            F.count("*").alias("n"), F.sum("n_tokens").alias("tokens"), F.max("n_tokens").alias("max_tokens")
+        )
+        for row in per_reason.collect():
+            metrics[f"dropped.{row['drop_reason']}" if row["drop_reason"] else "docs_kept"] = row["n"]
+            metrics["tokens"] = metrics.get("tokens", 0) + (row["tokens"] or 0)
+            metrics["max_tokens"] = max(metrics.get("max_tokens", 0), row["max_tokens"] or 0)
+        metrics["mean_tokens"] = metrics.pop("tokens") / pending
         rows.unpersist()
     metrics["docs_kept"] = metrics.get("docs_kept", 0)
     metrics["docs_dropped"] = pending - metrics["docs_kept"]

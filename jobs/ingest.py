@@ -19,6 +19,7 @@ from typing import Any, Literal
 from backforth.config import ConfigError
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
+from jobs._readers import MAX_RAW_CHARS
 from udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
@@ -131,7 +132,7 @@ def read_parquet_files(spark: Any, spec: InputSpec, paths: list[str]) -> Any:
         (F.to_json(F.struct(*others)) if others else F.lit(None).cast("string")).alias("metadata"),
         reason.alias("reason"),
         F.when(reason.isNotNull(), F.concat(F.lit(f"'{spec.text_field}' "), reason)).alias("detail"),
-        F.when(reason.isNotNull(), F.substring(F.to_json(F.struct(*df.columns)), 1, 100_000)).alias("raw"),
+        F.when(reason.isNotNull(), F.substring(F.to_json(F.struct(*df.columns)), 1, MAX_RAW_CHARS)).alias("raw"),
     )
 
 

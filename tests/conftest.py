@@ -9,8 +9,6 @@ import pytest
 
 from backforth.config import Settings, TablesConfig
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from udfs.text import CODE_FENCE
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
@@ -71,7 +73,7 @@ def with_quality_stats(df: DataFrame, text: str, max_chars: int) -> DataFrame:
 
     nonblank = lambda xs: F.filter(xs, lambda x: F.trim(x) != "")  # noqa: E731
     parts = df.withColumn("_t", F.substring(text, 1, max_chars))
-    parts = parts.withColumn("_prose", F.regexp_replace("_t", r"(?s)```.*?```", "\n"))
+    parts = parts.withColumn("_prose", F.regexp_replace("_t", CODE_FENCE, "\n"))
     parts = parts.select(
         "*",
         F.filter(F.split("_t", r"\s+"), lambda w: w != "").alias("_words"),

@@ -45,6 +45,7 @@ def doc_id_column(source: str = "source", source_id: str = "source_id", url: str
 # ---------------------------------------------------------------------------------------------------------------
 # Normalisation, language and repetition: the parts of cleaning that need Python (one vectorised UDF)
 
+CODE_FENCE = r"(?s)```.*?```"  # a fenced code block; Python's re and Java's regex read this pattern alike
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 LANGID_CHARS = 5_000  # language of the first 5k characters of prose: enough for a stable call, bounded cost
 REPETITION_WORDS = 20_000  # repetition stats on the first 20k words; a longer page fails too_long anyway
@@ -80,7 +81,7 @@ def prose_of(text: str) -> str:
     """The text without fenced code blocks (language ID and line rules read prose)."""
     import re
 
-    return re.sub(r"(?s)```.*?```", "\n", text)
+    return re.sub(CODE_FENCE, "\n", text)
 
 
 def repetition_stats(text: str) -> tuple[float, float, float, float]:
