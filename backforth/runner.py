@@ -158,6 +158,8 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         result = spec.fn(spark, settings)
         result = result if isinstance(result, JobResult) else JobResult(dict(result or {}))
         metrics = dict(result.metrics)
+        if result.tags:
+            mlflow.set_tags(result.tags)
         for name, figure in result.figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
         metrics["duration_s"] = round(time.perf_counter() - started, 3)

@@ -1,0 +1,82 @@
+"""transformers backend: the CPU fallback where vLLM cannot be installed (and the base for logprob and training work).
+
+Prompts arrive sorted by length from the UDF, so each micro-batch of ``profile.batch_size`` pads little. Sampling
+honours temperature, top-p, max tokens, stop strings and the seed; the seed of a micro-batch is that of its first
+request (transformers draws one random stream per batch), so results depend on batch composition, unlike vLLM's
+per-request seeds.
+"""
+
+from __future__ import annotations
+
+from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling
+from backforth.models import resolve_model, resolve_tokenizer
+
+
+class TransformersEngine(Engine):
+    backend = "transformers"
+
+    def __init__(self, profile: ModelProfile) -> None:
+        super().__init__(profile)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if profile.threads:
+            torch.set_num_threads(profile.threads)
+        path = resolve_model(profile.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(profile.tokenizer) or path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = getattr(torch, profile.dtype) if profile.dtype != "auto" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **profile.options.get("load_kwargs", {}))
+        self.model.eval()
+        self.torch = torch
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids.add(self.tokenizer.eos_token_id)
+
+    def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
+        out: list[Generation] = []
+        size = max(1, self.profile.batch_size)
+        for start in range(0, len(prompts), size):
+            out.extend(self._batch(prompts[start : start + size], requests[start : start + size], sampling))
+        return out
+
+    def _batch(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        seed = requests[0].seed if requests[0].seed is not None else sampling.seed
+        torch.manual_seed(seed)
+        sample = sampling.temperature > 0
+        kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p} if sample else {}
+        if sampling.stop:
+            kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=sample,
+                max_new_tokens=sampling.max_tokens,
+                pad_token_id=pad,
+                **kwargs,
+            )
+        results = []
+        for prompt, row in zip(prompts, generated[:, width:].tolist(), strict=True):
+            tokens, finish = [], "length"
+            for token in row:
+                if token in self.eos_ids:
+                    finish = "stop"
+                    break
+                tokens.append(token)
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            for stop in sampling.stop:
+                if stop in text:
+                    text, finish = text.split(stop, 1)[0], "stop"
+            results.append(Generation(text, None, len(prompt), len(tokens), finish))
+        return results
+
+    def close(self) -> None:
+        self.model = None

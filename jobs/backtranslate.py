@@ -1,0 +1,155 @@
+"""Backtranslate kept documents into the instruction each one answers: docs_dedup (kept) → instructions.
+
+Input: ``docs_dedup`` rows with ``is_kept`` (key ``doc_id``) joined to their text in ``docs_clean``. Output:
+``instructions`` (key ``doc_id, step_version``): the cleaned instruction or a ``reject_reason``, the raw output, the
+engine's per-row ``error``, token counts, finish reason, and the model, prompt version and sampling that produced it.
+Resumable: only documents without a row for the current step_version are generated, in shards of one Delta append.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from backforth.engines import ModelProfile, Sampling, load_profile
+from backforth.plots import bar_chart
+from backforth.registry import JobResult, job
+from backforth.tables import qualify, table_exists
+from backforth.tracking import register_prompt
+from jobs._llm import Progress, row_seed, run_in_shards, step_version
+from udfs.llm import make_generate_udf, make_instruction_cleaner
+from udfs.prompts import PromptTemplate, load_prompt
+
+log = logging.getLogger("backforth.backtranslate")
+
+
+@dataclass
+class BacktranslateConfig:
+    input_table: str = "docs_dedup"
+    input_text_table: str = "docs_clean"  # where the kept documents' text lives
+    output_table: str = "instructions"
+    model: str = "smollm2-cpu"  # a profile in conf/models/
+    model_options: dict[str, Any] = field(default_factory=dict)  # overrides of that profile's keys
+    sampling: Sampling = field(default_factory=lambda: Sampling(temperature=1.0, top_p=0.9, max_tokens=128))
+    prompt: str = "backtranslate"  # udfs/prompts/<prompt>.yaml
+    version: str = "bt-v1"  # bump when the output cleaning's code changes
+    shard_rows: int = 256  # rows per Delta append: a crash loses at most one shard
+    limit: int | None = None  # generate at most this many pending documents (smallest doc_id first)
+    min_words: int = 3
+    max_words: int = 120
+
+
+def prompt_words(template: PromptTemplate) -> str:
+    """The prompt's own wording (slots removed), to catch outputs that merely echo it."""
+    from udfs.prompts import SLOT
+
+    return f"{template.system}\n{SLOT.sub(' ', template.user)}"
+
+
+def backtranslate(
+    docs: Any, profile: ModelProfile, cfg: BacktranslateConfig, template: PromptTemplate, prompt: Any, version: str
+) -> Any:
+    """Pure transformation: (doc_id, text) rows → instructions rows. ``prompt`` is the registered PromptRef."""
+    from pyspark.sql import functions as F
+
+    generate = make_generate_udf(profile, cfg.sampling, template)
+    clean = make_instruction_cleaner(prompt_words(template), cfg.min_words, cfg.max_words)
+    seed = row_seed(F.col("doc_id"), cfg.sampling.seed)
+    out = docs.select("doc_id", "text", seed.alias("seed"))
+    out = out.withColumn("gen", generate(F.struct(F.col("text").alias("document")), F.col("seed")))
+    out = out.withColumn("parsed", clean(F.col("gen.text"), F.col("text"), F.col("gen.finish_reason")))
+    s = cfg.sampling
+    return out.select(
+        "doc_id",
+        F.lit(version).alias("step_version"),
+        F.col("parsed.instruction").alias("instruction"),
+        F.col("parsed.reject_reason").alias("reject_reason"),
+        F.col("gen.error").alias("error"),
+        F.col("gen.text").alias("raw_output"),
+        F.col("gen.finish_reason").alias("finish_reason"),
+        F.col("gen.prompt_tokens").alias("prompt_tokens"),
+        F.col("gen.output_tokens").alias("output_tokens"),
+        F.struct(
+            F.lit(profile.name).alias("profile"),
+            F.lit(profile.backend).alias("backend"),
+            F.lit(profile.model).alias("uri"),
+            F.lit(None).cast("string").alias("version"),
+        ).alias("model"),
+        F.struct(
+            F.lit(prompt.name).alias("name"), F.lit(prompt.version).alias("version"), F.lit(prompt.uri).alias("uri")
+        ).alias("prompt"),
+        F.struct(
+            F.lit(s.temperature).alias("temperature"),
+            F.lit(s.top_p).alias("top_p"),
+            F.lit(s.max_tokens).alias("max_tokens"),
+            F.col("seed"),
+        ).alias("sampling"),
+        F.current_timestamp().alias("created_at"),
+    )
+
+
+@job("backtranslate", config=BacktranslateConfig)
+def run(spark: Any, settings: Any) -> JobResult:
+    """Generate an instruction for every kept document that has none for the current step_version."""
+    from pyspark.sql import functions as F
+
+    cfg: BacktranslateConfig = settings.job
+    profile = load_profile(cfg.model, cfg.model_options)
+    template = load_prompt(cfg.prompt)
+    version = step_version(cfg.version, profile, cfg.sampling, template)
+    prompt = register_prompt(template)
+    target = qualify(settings, cfg.output_table)
+    kept = spark.table(qualify(settings, cfg.input_table)).where("is_kept").select("doc_id")
+    docs = kept.join(spark.table(qualify(settings, cfg.input_text_table)).select("doc_id", "text"), "doc_id")
+    done = spark.table(target).where(F.col("step_version") == version) if table_exists(spark, target) else None
+    pending = docs if done is None else docs.join(done.select("doc_id"), "doc_id", "left_anti")
+    if cfg.limit is not None:
+        pending = pending.orderBy("doc_id").limit(cfg.limit)
+    log.info(
+        "step %s, model %s (%s), prompt %s v%s", version, profile.name, profile.backend, prompt.name, prompt.version
+    )
+    parallelism = profile_parallelism(spark, profile)
+    progress = Progress("backtranslate", 0)
+    totals = run_in_shards(
+        spark,
+        pending,
+        "doc_id",
+        target,
+        cfg.shard_rows,
+        parallelism,
+        lambda part: backtranslate(part, profile, cfg, template, prompt, version),
+        progress,
+    )
+    metrics: dict[str, float] = {f"docs_{k}" if k == "rows" else k: v for k, v in totals.items()}
+    metrics["tokens_per_s"] = round(progress.tokens_per_s, 1)
+    tags = {
+        "backforth.step_version": version,
+        "backforth.model": f"{profile.name} ({profile.backend}: {profile.model})",
+        "backforth.prompt.backtranslate": f"{prompt.name}@{prompt.version}",
+        "backforth.prompt_uri": prompt.uri,
+        "backforth.sampling": str(asdict(cfg.sampling)),
+    }
+    if profile.note:
+        tags["backforth.quality_note"] = profile.note
+        log.warning("%s: %s", profile.name, profile.note)
+    figures = {}
+    if totals["rows"]:
+        step_rows = spark.table(target).where(F.col("step_version") == version)
+        outcome = F.coalesce(F.when(F.col("error").isNotNull(), F.lit("engine_error")), "reject_reason")
+        counts = {
+            (r["o"] or "usable"): r["n"]
+            for r in step_rows.groupBy(outcome.alias("o")).agg(F.count("*").alias("n")).collect()
+        }
+        total = sum(counts.values())
+        metrics.update({f"outcome.{k}": v for k, v in counts.items()})
+        metrics["usable_share"] = round(counts.get("usable", 0) / total, 4)
+        figures["backtranslate_outcomes.png"] = bar_chart(
+            counts, "outcome", "documents", f"Backtranslation outcomes ({profile.name}, all rows of {version})"
+        )
+    return JobResult(metrics, figures=figures, tags=tags)
+
+
+def profile_parallelism(spark: Any, profile: ModelProfile) -> int:
+    """Tasks per shard: the profile's ``parallelism`` (one engine per task at a time), else the cluster's cores."""
+    return profile.parallelism or spark.sparkContext.defaultParallelism

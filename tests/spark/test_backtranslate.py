@@ -1,0 +1,126 @@
+"""backtranslate on real Spark + Delta with the fake engine: rows, re-runs, crash and resume, one engine per worker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from backforth.registry import get_job
+from backforth.runner import run_job
+from jobs.backtranslate import BacktranslateConfig
+
+pytestmark = pytest.mark.spark
+
+TOPICS = ["honey bees", "tidal pools", "sourdough starters", "granite", "bicycle gears", "paper folding", "comets",
+          "fermenting cabbage", "lighthouse lenses", "moss gardens", "rain gauges", "clock escapements"]  # fmt: skip
+
+
+def seed_tables(spark, settings, n: int = 12) -> None:
+    """docs_clean + docs_dedup with ``n`` kept documents, one dropped and one duplicate (never backtranslated)."""
+    schema = settings.tables.schema
+    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    texts = [(f"d{i:02d}", f"A long explanation about {t}, written for curious readers. " * (3 + i)) for i, t in
+             enumerate(TOPICS[:n])]  # fmt: skip
+    texts += [("dropped", "symbol soup %%%% ####"), ("dup", texts[0][1])]
+    spark.createDataFrame(texts, "doc_id string, text string").write.format("delta").saveAsTable(f"{schema}.docs_clean")
+    dedup = [(d, i < n) for i, (d, _) in enumerate(texts) if d != "dropped"]
+    spark.createDataFrame(dedup, "doc_id string, is_kept boolean").write.format("delta").saveAsTable(
+        f"{schema}.docs_dedup"
+    )
+
+
+def fake_cfg(log_dir: Path, **options) -> BacktranslateConfig:
+    return BacktranslateConfig(model="fake", model_options={"options": {"log_dir": str(log_dir), **options}},
+                               shard_rows=4)  # fmt: skip
+
+
+def generated(log_dir: Path) -> list[dict]:
+    return [json.loads(x) for p in log_dir.glob("engine-*.jsonl") for x in p.read_text().splitlines()]
+
+
+def prompts_generated(log_dir: Path) -> int:
+    return sum(e.get("n", 0) for e in generated(log_dir) if e["event"] == "generate")
+
+
+def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(spark, make_settings, tmp_path):
+    settings = make_settings(fake_cfg(tmp_path / "log"))
+    seed_tables(spark, settings)
+    spec = get_job("backtranslate")
+    outcome = run_job(spec, settings, spark)
+    table = f"{settings.tables.schema}.instructions"
+    rows = {r["doc_id"]: r for r in spark.table(table).collect()}
+    assert sorted(rows) == [f"d{i:02d}" for i in range(12)]  # kept docs only: not `dropped`, not `dup`
+    row = rows["d03"]
+    assert row["instruction"].startswith("Could you ") and row["instruction"].endswith("?")
+    assert row["raw_output"] == row["instruction"] and row["reject_reason"] is None and row["error"] is None
+    assert row["prompt_tokens"] > 20 and row["output_tokens"] > 2 and row["finish_reason"] == "stop"
+    assert row["model"]["profile"] == "fake" and row["model"]["backend"] == "fake"
+    assert row["prompt"]["name"] == "backforth-backtranslate" and row["prompt"]["version"] == "1"
+    assert row["prompt"]["uri"] == "prompts:/backforth-backtranslate/1"
+    assert row["sampling"]["temperature"] == 1.0 and row["sampling"]["top_p"] == 0.9 and row["sampling"]["seed"] >= 0
+    assert row["step_version"].startswith("bt-v1-")
+    assert len({r["batch_id"] for r in rows.values()}) == outcome.metrics["shards"] >= 2
+    assert outcome.metrics["docs_rows"] == 12 and outcome.metrics["outcome.usable"] == 12
+    calls = prompts_generated(tmp_path / "log")
+    assert calls == 12
+
+    again = run_job(spec, settings, spark)
+    assert spark.table(table).count() == 12 and again.metrics["docs_rows"] == 0
+    assert prompts_generated(tmp_path / "log") == calls  # nothing regenerated
+
+    # the MLflow run records the step version, the model and the registered prompt
+    import mlflow
+
+    run = mlflow.get_run(outcome.run_id)
+    assert run.data.tags["backforth.step_version"] == row["step_version"]
+    assert run.data.tags["backforth.prompt.backtranslate"] == "backforth-backtranslate@1"
+    assert "placeholder" in run.data.tags["backforth.quality_note"]
+    prompt = mlflow.genai.load_prompt("prompts:/backforth-backtranslate/1")
+    assert "{{document}}" in json.dumps(prompt.template)
+
+    # a changed sampling setting is a new step version: all documents again, old rows kept beside the new
+    settings.job = replace(settings.job, sampling=replace(settings.job.sampling, temperature=0.7))
+    third = run_job(spec, settings, spark)
+    assert third.metrics["docs_rows"] == 12 and spark.table(table).count() == 24
+
+
+def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_settings, tmp_path):
+    log = tmp_path / "log"
+    settings = make_settings(replace(fake_cfg(log, fail_after=5), shard_rows=3))
+    seed_tables(spark, settings)
+    spec = get_job("backtranslate")
+    with pytest.raises(Exception, match="simulated crash"):
+        run_job(spec, settings, spark)
+    table = f"{settings.tables.schema}.instructions"
+    written = spark.table(table).count()
+    assert 0 < written < 12  # the finished shards were committed, the one in flight was not
+    before = prompts_generated(log)
+
+    settings.job = fake_cfg(log)
+    settings.job.shard_rows = 3
+    resumed = run_job(spec, settings, spark)
+    assert resumed.metrics["docs_rows"] == 12 - written
+    assert prompts_generated(log) - before == 12 - written  # only the unfinished documents were generated again
+    rows = spark.table(table).groupBy("doc_id").count().collect()
+    assert len(rows) == 12 and all(r["count"] == 1 for r in rows)
+
+
+def test_one_engine_per_python_worker_across_tasks(spark, make_settings, tmp_path):
+    log = tmp_path / "log"
+    cfg = replace(fake_cfg(log), shard_rows=2, model_options={"parallelism": 2, "options": {"log_dir": str(log)}})
+    settings = make_settings(cfg)
+    seed_tables(spark, settings)
+    outcome = run_job(get_job("backtranslate"), settings, spark)
+    events = generated(log)
+    constructions: dict[int, int] = {}
+    for e in events:
+        if e["event"] == "construct":
+            constructions[e["pid"]] = constructions.get(e["pid"], 0) + 1
+    calls = [e for e in events if e["event"] == "generate"]
+    assert outcome.metrics["shards"] >= 4 and len(calls) >= 4  # several tasks ...
+    assert all(n == 1 for n in constructions.values())  # ... each worker built its engine once
+    assert len(constructions) < len(calls)
+    assert {e["pid"] for e in calls} <= set(constructions)

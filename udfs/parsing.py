@@ -1,0 +1,108 @@
+"""Parsers for model outputs. Pure functions on strings: every rejected output gets a named reason, never a silent drop.
+
+Small models fail in recognisable ways (measured on SmolLM2-135M; larger models fail the same ways, less often): they
+label the answer ("Instruction: ..."), wrap it in a friendly preamble ("Sure! Here is the question: ..."), quote it,
+answer the request instead of writing it, refuse, repeat the prompt's own wording, or copy the document.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Reasons an instruction is rejected (the `reject_reason` column of `instructions`).
+EMPTY = "empty_output"
+TRUNCATED = "truncated"
+REFUSAL = "refusal"
+PROMPT_ECHO = "prompt_echo"
+DOCUMENT_COPY = "document_copy"
+TOO_SHORT = "too_short"
+TOO_LONG = "too_long"
+
+_LABEL = re.compile(
+    r"^\s*(?:\*\*|__)?\s*(?:the\s+)?(?:most\s+likely\s+)?(?:user(?:'s)?\s+)?"
+    r"(?:instruction|question|request|prompt|query|task|user)\s*(?:\d+\s*)?(?:\*\*|__)?\s*[:\-–]\s*(?:\*\*|__)?\s*",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(
+    r"^\s*(?:sure|certainly|of course|okay|ok|here(?:'s| is| are)|the (?:most likely )?(?:request|question|"
+    r"instruction)\b)[^\n:]{0,80}:\s*",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"[\"“«]([^\"”»\n]{12,400}?[?.!])[\"”»]")
+_REFUSAL = re.compile(
+    r"^\s*(?:i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i can not|i'?m unable|i am unable|i'?m not able|"
+    r"as an ai\b|i do not have|i don'?t have)",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def shingles(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def overlap(candidate: str, source: str, n: int = 4) -> float:
+    """Share of the candidate's word n-grams that also occur in ``source`` (0 when the candidate is shorter)."""
+    cw = _words(candidate)
+    mine = shingles(cw, n)
+    if not mine:
+        return 0.0
+    return len(mine & shingles(_words(source), n)) / len(mine)
+
+
+def strip_wrapping(raw: str) -> str:
+    """Remove preambles, labels, markdown emphasis and surrounding quotes; keep the first paragraph."""
+    text = raw.strip()
+    for _ in range(3):  # "Sure! Here is the instruction:\n\nInstruction: ..." has two layers
+        before = text
+        text = _PREAMBLE.sub("", text, count=1).strip()
+        text = _LABEL.sub("", text, count=1).strip()
+        if text == before:
+            break
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    if paragraphs:
+        text = paragraphs[0]
+        text = _LABEL.sub("", text, count=1).strip()
+    text = text.strip("*_` \n")
+    if len(text) >= 2 and text[0] in "\"'“«" and text[-1] in "\"'”»":
+        text = text[1:-1].strip()
+    return re.sub(r"\s+", " ", text)
+
+
+def clean_instruction(
+    raw: str | None,
+    document: str | None,
+    prompt_text: str = "",
+    finish_reason: str | None = "stop",
+    min_words: int = 3,
+    max_words: int = 120,
+) -> tuple[str | None, str | None]:
+    """A backtranslated output → (instruction, None) or (None, reason)."""
+    if raw is None or not raw.strip():
+        return None, EMPTY
+    if finish_reason == "length":
+        return None, TRUNCATED
+    if _REFUSAL.search(raw):
+        return None, REFUSAL
+    text = strip_wrapping(raw)
+    quoted = _QUOTED.search(raw)
+    if quoted and (len(_words(text)) > max_words or not text.rstrip().endswith(("?", "."))):
+        text = quoted.group(1).strip()  # "The user probably asked “How do bees make honey?” because ..."
+    if not text:
+        return None, EMPTY
+    if _REFUSAL.search(text):
+        return None, REFUSAL
+    n = len(_words(text))
+    if n < min_words:
+        return None, TOO_SHORT
+    if prompt_text and n >= 6 and overlap(text, prompt_text, 4) >= 0.5:
+        return None, PROMPT_ECHO
+    if document and n >= 8 and overlap(text, document, 5) >= 0.6:
+        return None, DOCUMENT_COPY
+    if n > max_words:
+        return None, TOO_LONG
+    return text, None
