@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
-    p = sub.add_parser("setup", help="fetch the Delta Lake jars, prepare the embedded model's tokenizer, test Spark")
+    p = sub.add_parser("setup", help="fetch the Delta Lake jars, convert the embedded model, test Spark")
     add_common(p)
     p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
     p = sub.add_parser("info", help="print where local data lives and how to query it and open MLflow")
@@ -95,9 +95,10 @@ def cmd_setup(args: argparse.Namespace) -> int:
     from backforth.spark import cache_dir, cached_delta_jars, get_spark
 
     settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
-    from backforth.models import EMBEDDED, resolve_tokenizer
+    from backforth.models import EMBEDDED, resolve_model, resolve_tokenizer
 
     print(f"embedded model tokenizer: {resolve_tokenizer(EMBEDDED)}")
+    print(f"embedded model (SmolLM2-135M-Instruct) weights: {resolve_model(EMBEDDED)}")
     had = bool(cached_delta_jars())
     if had and args.if_needed:
         print(f"Delta Lake jars cached in {cache_dir() / 'ivy' / 'jars'}")

@@ -138,14 +138,18 @@ def run(spark: Any, settings: Any) -> JobResult:
         step_rows = spark.table(target).where(F.col("step_version") == version)
         outcome = F.coalesce(F.when(F.col("error").isNotNull(), F.lit("engine_error")), "reject_reason")
         counts = {
-            (r["o"] or "usable"): r["n"]
+            (r["o"] or "accepted"): r["n"]
             for r in step_rows.groupBy(outcome.alias("o")).agg(F.count("*").alias("n")).collect()
         }
         total = sum(counts.values())
         metrics.update({f"outcome.{k}": v for k, v in counts.items()})
-        metrics["usable_share"] = round(counts.get("usable", 0) / total, 4)
+        metrics["accepted_share"] = round(counts.get("accepted", 0) / total, 4)
         figures["backtranslate_outcomes.png"] = bar_chart(
-            counts, "outcome", "documents", f"Backtranslation outcomes ({profile.name}, all rows of {version})"
+            counts,
+            "outcome",
+            "documents",
+            f"Backtranslation outcomes, {profile.name} ({version})\n"
+            "accepted = passed the output checks, not a quality judgement",
         )
     return JobResult(metrics, figures=figures, tags=tags)
 

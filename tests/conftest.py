@@ -35,3 +35,28 @@ def make_settings(data_dir: Path):
         return Settings(data_dir=str(data_dir), tables=TablesConfig(schema=schema), job=job_cfg)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer Llama with the embedded model's real tokenizer (no download)."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from backforth.models import EMBEDDED, resolve_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer_dir = Path(resolve_tokenizer(EMBEDDED))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tokenizer_dir / name, folder / name)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=2,
+        tie_word_embeddings=True,
+    )  # fmt: skip
+    import torch
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

@@ -17,6 +17,7 @@ PROMPT_ECHO = "prompt_echo"
 DOCUMENT_COPY = "document_copy"
 TOO_SHORT = "too_short"
 TOO_LONG = "too_long"
+DESCRIBES_TEXT = "describes_text"  # talks about the text or the request instead of making one
 
 _LABEL = re.compile(
     r"^\s*(?:\*\*|__)?\s*(?:the\s+)?(?:most\s+likely\s+)?(?:user(?:'s)?\s+)?"
@@ -32,6 +33,11 @@ _QUOTED = re.compile(r"[\"“«]([^\"”»\n]{12,400}?[?.!])[\"”»]")
 _REFUSAL = re.compile(
     r"^\s*(?:i'?m sorry|i am sorry|sorry,|i cannot|i can'?t|i can not|i'?m unable|i am unable|i'?m not able|"
     r"as an ai\b|i do not have|i don'?t have)",
+    re.IGNORECASE,
+)
+_META = re.compile(
+    r"^\s*(?:(?:this|the|that|your|my|a)\s+(?:\w+\s+){0,2}?(?:text|article|passage|document|page|request|reply|"
+    r"response|user|query|prompt)\b(?!\s*(?:[?]|\w+\s*\?))|the\s+(?:most\s+likely|requested)\b)",
     re.IGNORECASE,
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -99,6 +105,8 @@ def clean_instruction(
     n = len(_words(text))
     if n < min_words:
         return None, TOO_SHORT
+    if _META.search(text) and not text.rstrip().endswith("?"):
+        return None, DESCRIBES_TEXT
     if prompt_text and n >= 6 and overlap(text, prompt_text, 4) >= 0.5:
         return None, PROMPT_ECHO
     if document and n >= 8 and overlap(text, document, 5) >= 0.6:

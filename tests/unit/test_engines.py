@@ -90,31 +90,6 @@ def test_profiles_load_and_reject_unknown_keys(tmp_path: Path) -> None:
         load_profile("no-such-model")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised 2-layer Llama with the embedded model's real tokenizer (no download)."""
-    import shutil
-
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from backforth.models import EMBEDDED, resolve_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer_dir = Path(resolve_tokenizer(EMBEDDED))
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(tokenizer_dir / name, folder / name)
-    config = LlamaConfig(
-        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, max_position_embeddings=2048, bos_token_id=1, eos_token_id=2, pad_token_id=2,
-        tie_word_embeddings=True,
-    )  # fmt: skip
-    import torch
-
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
-
-
 def test_transformers_engine_generates_with_chat_template_seed_and_cap(tiny_model: Path) -> None:
     profile = ModelProfile(name="tiny", backend="transformers", model=str(tiny_model), max_model_len=2048,
                            batch_size=2, threads=1)  # fmt: skip

@@ -72,6 +72,8 @@ def test_wrappers_are_stripped(raw: str, expected: str) -> None:
             parsing.DOCUMENT_COPY,
         ),
         ("Explain " + "cactus care in detail " * 40, "stop", parsing.TOO_LONG),
+        ("This text describes how to move a cactus into a bigger pot.", "stop", parsing.DESCRIBES_TEXT),
+        ("The request was about gloves and gritty soil for cacti.", "stop", parsing.DESCRIBES_TEXT),
     ],
 )
 def test_bad_outputs_get_named_reasons(raw: str, finish: str, reason: str) -> None:
@@ -81,3 +83,5 @@ def test_bad_outputs_get_named_reasons(raw: str, finish: str, reason: str) -> No
 def test_short_title_like_overlap_is_not_a_copy() -> None:
     # sharing a few words with the document is what a good instruction does
     assert clean_instruction("How do I repot a cactus with gritty cactus mix?", DOC, ECHO_SOURCE)[1] is None
+    # a question about "the text" is still a question
+    assert clean_instruction("The text mentions gritty mix: what is it made of?", DOC, ECHO_SOURCE)[1] is None
