@@ -1,4 +1,4 @@
-"""The ``backforth`` command: one subcommand per registered job, plus ``sql``, ``setup`` and ``info``.
+"""The ``backforth`` command: one subcommand per registered job, plus ``pipeline``, ``sql``, ``setup`` and ``info``.
 
 The same entry point serves a laptop, ``spark-submit`` (the launcher calls :func:`main`) and Databricks wheel tasks
 (``python_wheel_task`` with ``entry_point: backforth``). Configuration is resolved and validated before Spark starts.
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=spec.summary, description=spec.summary)
         add_common(p)
         p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit (Spark not started)")
+    p = sub.add_parser("pipeline", help="run every step in order (one MLflow parent run), then print a summary")
+    add_common(p)
+    p.add_argument("--steps", default=None, help="comma-separated subset, e.g. backtranslate,score,filter")
     p = sub.add_parser("sql", help="run a SQL query against the tables and print the result")
     add_common(p)
     p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
@@ -70,6 +73,16 @@ def cmd_job(name: str, args: argparse.Namespace) -> int:
         print(f"  {key:<{width}}  {value:g}")
     for fqn, version in outcome.tables.items():
         print(f"  table {fqn} @ version {version}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """Run the whole method, then print the summary."""
+    from backforth.pipeline import run_pipeline, summary
+
+    steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
+    result = run_pipeline(args.env, args.overrides, args.conf_dir, steps)
+    print(summary(result))
     return 0
 
 
@@ -151,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "pipeline":
+            return cmd_pipeline(args)
         return cmd_job(args.command, args)
     except ConfigError as exc:
         print(f"backforth: config error: {exc}", file=sys.stderr)

@@ -123,3 +123,98 @@ def run_in_shards(
         progress.update(int(stats["rows"]), int(stats["prompt_tokens"]) + int(stats["output_tokens"]))
     pending.unpersist()
     return totals
+
+
+def latest_step_version(spark: Any, fqn: str) -> str | None:
+    """The step_version of the newest row of ``fqn`` (what a later step reads by default), or None if empty."""
+    from pyspark.sql import functions as F
+
+    if not table_exists(spark, fqn):
+        return None
+    row = spark.table(fqn).orderBy(F.col("created_at").desc()).select("step_version").limit(1).collect()
+    return row[0][0] if row else None
+
+
+def resolve_input_version(spark: Any, fqn: str, requested: str | None, previous_step: str) -> str:
+    """The input step version a step reads: the configured one, else the newest in ``fqn``; a clear error if none."""
+    version = requested or latest_step_version(spark, fqn)
+    if version is None:
+        raise ValueError(f"{fqn} is empty or missing: run `backforth {previous_step}` first")
+    return version
+
+
+def generation_columns(profile: ModelProfile, prompt: Any, sampling: Sampling) -> list[Any]:
+    """The columns every generated row carries, from the UDF's ``gen`` struct and the ``seed`` column."""
+    from pyspark.sql import functions as F
+
+    return [
+        F.col("gen.text").alias("raw_output"),
+        F.col("gen.error").alias("error"),
+        F.col("gen.prompt_tokens").alias("prompt_tokens"),
+        F.col("gen.output_tokens").alias("output_tokens"),
+        F.col("gen.finish_reason").alias("finish_reason"),
+        model_struct(profile).alias("model"),
+        prompt_struct(prompt).alias("prompt"),
+        sampling_struct(sampling, F.col("seed")).alias("sampling"),
+        F.current_timestamp().alias("created_at"),
+    ]
+
+
+def run_tags(step: str, profile: ModelProfile, prompt: Any, version: str, sampling: Sampling) -> dict[str, str]:
+    """The MLflow tags every LLM step sets; logs the profile's note (what its output is good for) as a warning."""
+    tags = {
+        "backforth.step_version": version,
+        "backforth.model": f"{profile.name} ({profile.backend}: {profile.model})",
+        f"backforth.prompt.{step}": f"{prompt.name}@{prompt.version}",
+        "backforth.prompt_uri": prompt.uri,
+        "backforth.sampling": json.dumps(asdict(sampling), sort_keys=True),
+    }
+    if profile.note:
+        tags["backforth.quality_note"] = profile.note
+        log.warning("%s: %s", profile.name, profile.note)
+    return tags
+
+
+def outcome_counts(spark: Any, fqn: str, version: str, outcome: Any, accepted: str) -> dict[str, int]:
+    """Rows of ``version`` in ``fqn`` per outcome (``outcome`` NULL = ``accepted``)."""
+    from pyspark.sql import functions as F
+
+    rows = spark.table(fqn).where(F.col("step_version") == version)
+    grouped = rows.groupBy(outcome.alias("o")).agg(F.count("*").alias("n")).collect()
+    return {(r["o"] or accepted): int(r["n"]) for r in grouped}
+
+
+def model_struct(profile: ModelProfile) -> Any:
+    """The ``model`` column of generated rows."""
+    from pyspark.sql import functions as F
+
+    return F.struct(
+        F.lit(profile.name).alias("profile"),
+        F.lit(profile.backend).alias("backend"),
+        F.lit(profile.model).alias("uri"),
+        F.lit(None).cast("string").alias("version"),
+    )
+
+
+def prompt_struct(prompt: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.struct(
+        F.lit(prompt.name).alias("name"), F.lit(prompt.version).alias("version"), F.lit(prompt.uri).alias("uri")
+    )
+
+
+def sampling_struct(sampling: Sampling, seed: Any) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.struct(
+        F.lit(sampling.temperature).alias("temperature"),
+        F.lit(sampling.top_p).alias("top_p"),
+        F.lit(sampling.max_tokens).alias("max_tokens"),
+        seed.alias("seed"),
+    )
+
+
+def profile_parallelism(spark: Any, profile: ModelProfile) -> int:
+    """Tasks per shard: the profile's ``parallelism`` (one engine per task at a time), else the cluster's cores."""
+    return profile.parallelism or spark.sparkContext.defaultParallelism

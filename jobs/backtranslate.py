@@ -9,7 +9,7 @@ Resumable: only documents without a row for the current step_version are generat
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from backforth.engines import ModelProfile, Sampling, load_profile
@@ -17,7 +17,16 @@ from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.tables import qualify, table_exists
 from backforth.tracking import register_prompt
-from jobs._llm import Progress, row_seed, run_in_shards, step_version
+from jobs._llm import (
+    Progress,
+    generation_columns,
+    outcome_counts,
+    profile_parallelism,
+    row_seed,
+    run_in_shards,
+    run_tags,
+    step_version,
+)
 from udfs.llm import make_generate_udf, make_instruction_cleaner
 from udfs.prompts import PromptTemplate, load_prompt
 
@@ -59,33 +68,12 @@ def backtranslate(
     out = docs.select("doc_id", "text", seed.alias("seed"))
     out = out.withColumn("gen", generate(F.struct(F.col("text").alias("document")), F.col("seed")))
     out = out.withColumn("parsed", clean(F.col("gen.text"), F.col("text"), F.col("gen.finish_reason")))
-    s = cfg.sampling
     return out.select(
         "doc_id",
         F.lit(version).alias("step_version"),
         F.col("parsed.instruction").alias("instruction"),
         F.col("parsed.reject_reason").alias("reject_reason"),
-        F.col("gen.error").alias("error"),
-        F.col("gen.text").alias("raw_output"),
-        F.col("gen.finish_reason").alias("finish_reason"),
-        F.col("gen.prompt_tokens").alias("prompt_tokens"),
-        F.col("gen.output_tokens").alias("output_tokens"),
-        F.struct(
-            F.lit(profile.name).alias("profile"),
-            F.lit(profile.backend).alias("backend"),
-            F.lit(profile.model).alias("uri"),
-            F.lit(None).cast("string").alias("version"),
-        ).alias("model"),
-        F.struct(
-            F.lit(prompt.name).alias("name"), F.lit(prompt.version).alias("version"), F.lit(prompt.uri).alias("uri")
-        ).alias("prompt"),
-        F.struct(
-            F.lit(s.temperature).alias("temperature"),
-            F.lit(s.top_p).alias("top_p"),
-            F.lit(s.max_tokens).alias("max_tokens"),
-            F.col("seed"),
-        ).alias("sampling"),
-        F.current_timestamp().alias("created_at"),
+        *generation_columns(profile, prompt, cfg.sampling),
     )
 
 
@@ -123,24 +111,11 @@ def run(spark: Any, settings: Any) -> JobResult:
     )
     metrics: dict[str, float] = {f"docs_{k}" if k == "rows" else k: v for k, v in totals.items()}
     metrics["tokens_per_s"] = round(progress.tokens_per_s, 1)
-    tags = {
-        "backforth.step_version": version,
-        "backforth.model": f"{profile.name} ({profile.backend}: {profile.model})",
-        "backforth.prompt.backtranslate": f"{prompt.name}@{prompt.version}",
-        "backforth.prompt_uri": prompt.uri,
-        "backforth.sampling": str(asdict(cfg.sampling)),
-    }
-    if profile.note:
-        tags["backforth.quality_note"] = profile.note
-        log.warning("%s: %s", profile.name, profile.note)
+    tags = run_tags("backtranslate", profile, prompt, version, cfg.sampling)
     figures = {}
     if totals["rows"]:
-        step_rows = spark.table(target).where(F.col("step_version") == version)
         outcome = F.coalesce(F.when(F.col("error").isNotNull(), F.lit("engine_error")), "reject_reason")
-        counts = {
-            (r["o"] or "accepted"): r["n"]
-            for r in step_rows.groupBy(outcome.alias("o")).agg(F.count("*").alias("n")).collect()
-        }
+        counts = outcome_counts(spark, target, version, outcome, "accepted")
         total = sum(counts.values())
         metrics.update({f"outcome.{k}": v for k, v in counts.items()})
         metrics["accepted_share"] = round(counts.get("accepted", 0) / total, 4)
@@ -152,8 +127,3 @@ def run(spark: Any, settings: Any) -> JobResult:
             "accepted = passed the output checks, not a quality judgement",
         )
     return JobResult(metrics, figures=figures, tags=tags)
-
-
-def profile_parallelism(spark: Any, profile: ModelProfile) -> int:
-    """Tasks per shard: the profile's ``parallelism`` (one engine per task at a time), else the cluster's cores."""
-    return profile.parallelism or spark.sparkContext.defaultParallelism

@@ -17,8 +17,10 @@ import pandas as pd
 from backforth.engines.base import Generation, ModelProfile, Request, Sampling
 from udfs.prompts import PromptTemplate
 
-RESULT_SCHEMA = "text string, error string, prompt_tokens int, output_tokens int, finish_reason string"  # one per row
-RESULT_FIELDS = ["text", "error", "prompt_tokens", "output_tokens", "finish_reason"]
+RESULT_SCHEMA = (
+    "text string, error string, prompt_tokens int, output_tokens int, finish_reason string, probs map<string,double>"
+)
+RESULT_FIELDS = ["text", "error", "prompt_tokens", "output_tokens", "finish_reason", "probs"]
 
 
 def length_order(sizes: list[int]) -> list[int]:
@@ -27,9 +29,15 @@ def length_order(sizes: list[int]) -> list[int]:
 
 
 def generate_batch(
-    engine: Any, template: PromptTemplate, sampling: Sampling, rows: list[dict[str, Any]], seeds: list[Any]
+    engine: Any,
+    template: PromptTemplate,
+    sampling: Sampling,
+    rows: list[dict[str, Any]],
+    seeds: list[Any],
+    candidates: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Render, sort by length, generate, restore row order. Pure Python: tested without Spark."""
+    """Render, sort by length, generate, restore row order. Pure Python: tested without Spark.
+    With ``candidates``, no text is generated: each row gets the next-token probabilities of the candidates."""
     results: list[dict[str, Any] | None] = [None] * len(rows)
     requests, positions = [], []
     for i, (values, seed) in enumerate(zip(rows, seeds, strict=True)):
@@ -40,7 +48,13 @@ def generate_batch(
         requests.append(Request(template.render(**values), template.prefill, seed))
         positions.append(i)
     order = length_order([sum(len(m["content"]) for m in r.messages) for r in requests])
-    outputs = engine.generate([requests[i] for i in order], sampling) if requests else []
+    ordered = [requests[i] for i in order]
+    if not requests:
+        outputs = []
+    elif candidates:
+        outputs = engine.next_token_probs(ordered, candidates)
+    else:
+        outputs = engine.generate(ordered, sampling)
     for k, out in zip(order, outputs, strict=True):
         results[positions[k]] = _as_row(out)
     return [r for r in results if r is not None]
@@ -64,6 +78,53 @@ def make_instruction_cleaner(echo_text: str, min_words: int, max_words: int) -> 
     return clean
 
 
+def make_score_parser() -> Any:
+    """(raw text, probs, mode, min mass) → struct(score, expected_score, digit_mass, invalid_reason).
+    Text mode parses ``Score: N``; logprob mode turns the digits' probabilities into a score. Rows without output
+    (an engine error) stay NULL: their reason is the ``error`` column."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("score int, expected_score double, digit_mass double, invalid_reason string")  # type: ignore
+    def parse(raw: pd.Series, probs: pd.Series, mode: pd.Series, min_mass: pd.Series) -> pd.DataFrame:
+        from udfs.parsing import LOW_MASS, digit_distribution, parse_score
+
+        out: list[tuple] = []
+        for text, p, m, floor in zip(raw, probs, mode, min_mass, strict=True):
+            if m == "logprob":
+                if p is None:
+                    out.append((None, None, None, None))
+                    continue
+                mass, expected, top = digit_distribution(dict(p))
+                reason = None if mass >= floor else LOW_MASS
+                out.append((top if reason is None else None, expected if mass > 0 else None, mass, reason))
+            elif text is None:
+                out.append((None, None, None, None))
+            else:
+                score, reason = parse_score(text)
+                out.append((score, float(score) if score is not None else None, None, reason))
+        return pd.DataFrame(out, columns=["score", "expected_score", "digit_mass", "invalid_reason"])
+
+    return parse
+
+
+def make_response_extractor(prefill: str, accept_untagged: bool) -> Any:
+    """Vectorised udfs.parsing.extract_response: (raw, instruction, document, finish) → struct(response, status).
+    Rows without output (an engine error) get status ``engine_error``."""
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("response string, status string")  # type: ignore
+    def extract(raw: pd.Series, instruction: pd.Series, document: pd.Series, finish: pd.Series) -> pd.DataFrame:
+        from udfs.parsing import extract_response
+
+        out = [
+            extract_response(r, i, d, f, prefill, accept_untagged) if r is not None else (None, "engine_error")
+            for r, i, d, f in zip(raw, instruction, document, finish, strict=True)
+        ]
+        return pd.DataFrame(out, columns=["response", "status"])
+
+    return extract
+
+
 def _as_row(out: Generation) -> dict[str, Any]:
     return {
         "text": out.text,
@@ -71,11 +132,15 @@ def _as_row(out: Generation) -> dict[str, Any]:
         "prompt_tokens": out.prompt_tokens,
         "output_tokens": out.output_tokens,
         "finish_reason": out.finish_reason,
+        "probs": out.probs,
     }
 
 
-def make_generate_udf(profile: ModelProfile, sampling: Sampling, template: PromptTemplate) -> Any:
-    """``udf(F.struct(<variables>), seed_col)`` → struct column with the generation."""
+def make_generate_udf(
+    profile: ModelProfile, sampling: Sampling, template: PromptTemplate, candidates: list[str] | None = None
+) -> Any:
+    """``udf(F.struct(<variables>), seed_col)`` → struct column with the generation (or, with ``candidates``, the
+    next-token probabilities of those strings in ``probs``)."""
     from pyspark.sql.functions import pandas_udf
 
     profile, sampling = replace(profile), replace(sampling)  # plain copies: nothing else rides in the closure
@@ -87,7 +152,7 @@ def make_generate_udf(profile: ModelProfile, sampling: Sampling, template: Promp
         engine = get_engine(profile)
         for variables, seeds in batches:
             rows = variables.to_dict("records")
-            out = generate_batch(engine, template, sampling, rows, seeds.tolist())
+            out = generate_batch(engine, template, sampling, rows, seeds.tolist(), candidates)
             frame = pd.DataFrame(out, columns=RESULT_FIELDS)
             yield frame.astype({"prompt_tokens": "int32", "output_tokens": "int32"})
 

@@ -114,3 +114,104 @@ def clean_instruction(
     if n > max_words:
         return None, TOO_LONG
     return text, None
+
+
+# --- judge scores ---------------------------------------------------------------------------------------------------
+NO_SCORE = "no_score"
+OUT_OF_RANGE = "out_of_range"
+LOW_MASS = "low_digit_mass"
+
+_SCORE_PATTERNS = [
+    re.compile(r"score\s*(?:is|of|[:=])?\s*[*_\[(]*\s*(-?\d+(?:\.\d+)?)(?!\s*[\d.]*\s*/\s*(?:[0-46-9]|\d\d))", re.I),
+    re.compile(r"(?:rating|rate it|rated)\s*(?:is|of|as|[:=])?\s*[*_\[(]*\s*(-?\d+(?:\.\d+)?)", re.I),
+    re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:/|out of)\s*5\b", re.I),
+    re.compile(r"\[\[(\d+)\]\]"),
+]
+
+
+def parse_score(raw: str | None, low: int = 1, high: int = 5) -> tuple[int | None, str | None]:
+    """A judge's text → (score, None) or (None, reason). Every pattern is tried; the match that ends last wins
+    (reasoning often mentions other numbers before the verdict on the last line)."""
+    if raw is None or not raw.strip():
+        return None, EMPTY
+    found: list[tuple[int, str]] = []
+    for pattern in _SCORE_PATTERNS:
+        found += [(m.end(), m.group(1)) for m in pattern.finditer(raw)]
+    if not found:
+        lines = [line.strip(" *_.`") for line in raw.strip().splitlines() if line.strip()]
+        if lines and re.fullmatch(r"-?\d+", lines[-1]):  # a bare number on the last line
+            found = [(len(raw), lines[-1])]
+    if not found:
+        return None, NO_SCORE
+    value = float(max(found)[1])
+    if value != int(value) or not low <= value <= high:
+        return None, OUT_OF_RANGE
+    return int(value), None
+
+
+def digit_distribution(probs: dict[str, float], low: int = 1, high: int = 5) -> tuple[float, float, int | None]:
+    """Probabilities of the digit tokens → (mass on the digits, expected score, most likely digit)."""
+    digits = {d: float(probs.get(str(d), 0.0)) for d in range(low, high + 1)}
+    mass = sum(digits.values())
+    if mass <= 0:
+        return 0.0, float("nan"), None
+    expected = sum(d * p for d, p in digits.items()) / mass
+    return mass, expected, max(digits, key=lambda d: (digits[d], -d))
+
+
+# --- rewritten responses --------------------------------------------------------------------------------------------
+OK = "ok"
+OK_UNCLOSED = "ok_unclosed"  # [RES] without [/RES], but the model stopped by itself
+OK_UNTAGGED = "ok_untagged"  # no tags at all: the whole output is taken as the answer
+TAG_ECHO = "tag_echo"  # the tags only repeat the prompt's own sentence about them
+INSTRUCTION_COPY = "instruction_copy"
+NO_TAGS = "no_tags"
+OPEN_TAG, CLOSE_TAG = "[RES]", "[/RES]"
+ACCEPTED_RESPONSE = (OK, OK_UNCLOSED, OK_UNTAGGED)
+
+
+def extract_response(
+    raw: str | None,
+    instruction: str | None = None,
+    document: str | None = None,
+    finish_reason: str | None = "stop",
+    prefilled: str = "",
+    accept_untagged: bool = True,
+    min_words: int = 3,
+) -> tuple[str | None, str]:
+    """A rewriter's (or distiller's) output → (response or None, status). Statuses in ``ACCEPTED_RESPONSE`` keep the
+    response; the others name why it was rejected."""
+    if raw is None or not (prefilled + raw).strip(" \n[]RES/"):
+        return None, EMPTY
+    if finish_reason == "length":
+        return None, TRUNCATED
+    text = prefilled + raw
+    status = OK
+    if OPEN_TAG in text:
+        after = text.split(OPEN_TAG)
+        # the last opening tag followed by real content (echoes like "between [RES] and [/RES]" come first)
+        candidates = [part for part in after[1:] if part.split(CLOSE_TAG)[0].strip(" .,:;\n") not in ("", "and")]
+        if not candidates:
+            return None, TAG_ECHO
+        body = candidates[-1]
+        if CLOSE_TAG in body:
+            body = body.split(CLOSE_TAG)[0]
+        elif not (OPEN_TAG in prefilled and len(after) == 2):
+            status = OK_UNCLOSED
+        # else: prefilled "[RES]" and the engine stopped at "[/RES]" (stop strings are not returned) or at EOS
+    elif CLOSE_TAG in text:
+        body, status = text.split(CLOSE_TAG)[0], OK_UNCLOSED
+    else:
+        if not accept_untagged:
+            return None, NO_TAGS
+        body, status = text, (OK_UNTAGGED if not prefilled else OK_UNCLOSED)
+    body = body.strip()
+    if not body:
+        return None, EMPTY
+    if _REFUSAL.search(body):
+        return None, REFUSAL
+    if len(_words(body)) < min_words:
+        return None, TOO_SHORT
+    if instruction and overlap(body, instruction, 3) >= 0.9 and len(_words(body)) <= 1.5 * len(_words(instruction)):
+        return None, INSTRUCTION_COPY
+    return body, status

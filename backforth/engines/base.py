@@ -93,6 +93,7 @@ class Generation:
     prompt_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None  # stop | length | error
+    probs: dict[str, float] | None = None  # next-token probabilities of the candidates (next_token_probs only)
 
 
 class Engine:
@@ -148,6 +149,31 @@ class Engine:
 
     def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
         raise NotImplementedError
+
+    # -- one forward pass: probabilities of a few candidate next tokens -----------------------------------------
+    def next_token_probs(self, requests: list[Request], candidates: list[str]) -> list[Generation]:
+        """For each request, the probability that the next token is each candidate (a candidate that spans several
+        tokens is represented by its first token). Used by the judge's logprob mode: prefill up to "Score: " and read
+        the digits. Results in request order, ``probs`` set; per-row problems in ``error`` as for generate."""
+        ids = {c: self.encode(c)[0] for c in candidates}
+        one = Sampling(temperature=1.0, top_p=1.0, max_tokens=1)
+        results: list[Generation | None] = [None] * len(requests)
+        todo: list[tuple[int, list[int]]] = []
+        for i, request in enumerate(requests):
+            prompt, error = self.check(request, one)
+            if error is not None:
+                results[i] = error
+            else:
+                todo.append((i, prompt))
+        if todo:
+            probs = self._next_token_probs([p for _, p in todo], list(ids.values()))
+            for (i, prompt), row in zip(todo, probs, strict=True):
+                named = {c: float(row.get(token_id, 0.0)) for c, token_id in ids.items()}
+                results[i] = Generation(None, None, len(prompt), 0, "probs", named)
+        return [r for r in results if r is not None]
+
+    def _next_token_probs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
+        raise NotImplementedError(f"the {self.backend} engine cannot read next-token probabilities")
 
     def close(self) -> None:
         """Free the engine's resources (workers exit anyway; tests and benches call this)."""

@@ -6,7 +6,9 @@ Options (``profile.options``):
   generated across processes.
 - ``fail_after``: raise once this many prompts have been generated in total (across processes, via ``log_dir``),
   to simulate an engine crash mid-run.
-- ``reply``: a fixed reply text (``{words}`` is replaced by words from the prompt) instead of the default question.
+- ``reply``: a reply text instead of the default question: ``{words}`` becomes words from the prompt, ``{digit}``
+  a digit 1-5 drawn from the prompt (a judge's score).
+- ``digit_mass``: the probability mass that next_token_probs puts on the candidates (default 0.9).
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ class FakeEngine(Engine):
         self._log({"event": "generate", "n": len(prompts), "lengths": [len(p) for p in prompts]})
         return [self._one(ids, request, sampling) for ids, request in zip(prompts, requests, strict=True)]
 
+    def _next_token_probs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
+        self._log({"event": "probs", "n": len(prompts)})
+        out = []
+        for ids in prompts:
+            digest = hashlib.sha256(str(ids).encode()).digest()
+            weights = [1 + digest[k] for k in range(len(token_ids))]
+            mass = float(self.profile.options.get("digit_mass", 0.9))
+            out.append({t: mass * w / sum(weights) for t, w in zip(token_ids, weights, strict=True)})
+        return out
+
     def _one(self, ids: list[int], request: Request, sampling: Sampling) -> Generation:
         user = " ".join(m.get("content") or "" for m in request.messages if m.get("role") == "user")
         longest = max(re.split(r"\n\s*\n", user), key=len)  # the document, not the prompt's own wording
@@ -82,7 +94,7 @@ class FakeEngine(Engine):
         digest = hashlib.sha256(f"{user}\x00{request.seed}\x00{sampling.temperature}".encode()).digest()
         picked = [words[b % len(words)].lower() for b in digest[:3]] if words else ["this"]
         if self.reply is not None:
-            text = self.reply.replace("{words}", " ".join(picked))
+            text = self.reply.replace("{words}", " ".join(picked)).replace("{digit}", str(1 + digest[4] % 5))
         else:
             text = f"Could you {SUBJECTS[digest[3] % len(SUBJECTS)]} {' and '.join(dict.fromkeys(picked))}?"
         out = text.split()

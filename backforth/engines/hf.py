@@ -78,5 +78,21 @@ class TransformersEngine(Engine):
             results.append(Generation(text, None, len(prompt), len(tokens), finish))
         return results
 
+    def _next_token_probs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
+        torch = self.torch
+        out: list[dict[int, float]] = []
+        size = max(1, self.profile.batch_size)
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(prompts), size):
+            batch = prompts[start : start + size]
+            width = max(len(p) for p in batch)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :]
+            probs = torch.softmax(logits.float(), dim=-1)[:, token_ids].tolist()
+            out.extend({t: p for t, p in zip(token_ids, row, strict=True)} for row in probs)
+        return out
+
     def close(self) -> None:
         self.model = None

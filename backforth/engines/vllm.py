@@ -83,6 +83,22 @@ class VllmEngine(Engine):
             results.append(Generation(best.text, None, len(prompt), len(best.token_ids), finish))
         return results
 
+    def _next_token_probs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
+        """vLLM returns the top-k log-probabilities of the sampled position (raw model output, before temperature);
+        a candidate outside the top k counts as 0 (with k = 20 that is below 1/20 of the remaining mass)."""
+        import math
+
+        from vllm import SamplingParams
+
+        k = int(self.profile.options.get("logprobs_top_k", 20))
+        params = SamplingParams(max_tokens=1, temperature=1.0, logprobs=k, seed=self.profile.seed)
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            top = out.outputs[0].logprobs[0] if out.outputs[0].logprobs else {}
+            result.append({t: math.exp(top[t].logprob) for t in token_ids if t in top})
+        return result
+
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None and hasattr(llm, "llm_engine"):

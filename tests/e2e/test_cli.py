@@ -41,6 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.timeout(900)
 def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Path) -> None:
     data = tmp_path / "data"
     first = backforth("ingest", data=data)
@@ -62,6 +63,11 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     assert metric(deduped.stdout, "dropped.dup_exact") >= 5 and metric(deduped.stdout, "dropped.dup_minhash") >= 5
     reasons = backforth("sql", "SELECT dup_reason, count(*) FROM docs_dedup GROUP BY 1 ORDER BY 1", data=data)
     assert "dup_exact" in reasons.stdout and "dup_minhash" in reasons.stdout
+    # the LLM step with the deterministic fake engine: one instruction row per surviving document, resumable
+    translated = backforth("backtranslate", "--set", "job.model=fake", data=data)
+    assert metric(translated.stdout, "docs_rows") == metric(deduped.stdout, "docs_kept")
+    again = backforth("backtranslate", "--set", "job.model=fake", data=data)
+    assert metric(again.stdout, "docs_rows") == 0
 
     port = free_port()
     server = subprocess.Popen(
@@ -74,8 +80,11 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert len(runs) == 4
+    assert len(runs) == 6
     by_start = sorted(runs, key=lambda r: r["info"]["start_time"])
+    bt_tags = {t["key"]: t["value"] for t in by_start[4]["data"]["tags"]}
+    assert bt_tags["backforth.job"] == "backtranslate"
+    assert bt_tags["backforth.prompt.backtranslate"] == "backforth-backtranslate@1"
     run = by_start[0]
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
     metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}

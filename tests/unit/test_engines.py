@@ -41,7 +41,8 @@ def test_batch_goes_to_the_engine_sorted_by_length_and_comes_back_in_row_order(t
     assert row_lengths != sorted(row_lengths)  # the rows themselves are not in length order...
     assert generated[0]["lengths"] == sorted(row_lengths)  # ...but the engine received them sorted
     assert out[3] == {
-        "text": None, "error": "empty_prompt", "prompt_tokens": 0, "output_tokens": 0, "finish_reason": "error"
+        "text": None, "error": "empty_prompt", "prompt_tokens": 0, "output_tokens": 0, "finish_reason": "error",
+        "probs": None,
     }  # fmt: skip
     # each row's answer is the one generated for that row's own prompt
     for i in (0, 1, 2, 4):

@@ -1,0 +1,101 @@
+"""Keep the best-judged pairs: scores (matched, valid) → pairs_filtered, a versioned selection.
+
+Input: ``scores`` of one score step version (default: the newest). Output: ``pairs_filtered`` (key ``doc_id,
+filter_version``). Two modes: ``threshold`` keeps pairs with score ≥ ``threshold`` (the papers keep 5);
+``top_fraction`` keeps the best ``fraction`` by expected score (the paper's score-5 pairs were 13.6 % of the pool), so
+a run with a weak judge still yields pairs. The filter is deterministic, so a run replaces its own version's rows in
+one atomic overwrite (``replaceWhere``); other versions stay for comparison.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from backforth.plots import bar_chart
+from backforth.registry import JobResult, job
+from backforth.tables import ensure_table, qualify
+from jobs._llm import resolve_input_version
+
+log = logging.getLogger("backforth.filter")
+
+
+@dataclass
+class FilterConfig:
+    input_table: str = "scores"
+    output_table: str = "pairs_filtered"
+    input_step_version: str | None = None  # which scoring to filter; null = the newest
+    mode: Literal["threshold", "top_fraction"] = "threshold"
+    threshold: int = 5  # threshold mode: keep score >= threshold
+    fraction: float = 0.136  # top_fraction mode: the share of valid pairs to keep, best expected score first
+
+
+def filter_version(cfg: FilterConfig, score_version: str) -> str:
+    rule = f"ge{cfg.threshold}" if cfg.mode == "threshold" else f"top{cfg.fraction:g}"
+    return f"filter-{rule}-{score_version}"
+
+
+def select_pairs(scores: Any, cfg: FilterConfig, version: str) -> Any:
+    """Pure transformation: scores rows of one version → the kept pairs."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    valid = scores.where("pair_kind = 'matched' AND valid")
+    if cfg.mode == "threshold":
+        kept = valid.where(F.col("score") >= cfg.threshold)
+    else:
+        total = valid.count()
+        keep = max(1, round(total * cfg.fraction)) if total else 0
+        order = Window.orderBy(F.col("expected_score").desc(), F.col("score").desc(), "doc_id")
+        kept = valid.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= keep).drop("_rank")
+    return kept.select(
+        "doc_id",
+        "instruction",
+        "instruction_version",
+        "score",
+        "expected_score",
+        F.col("step_version").alias("score_version"),
+        F.lit(version).alias("filter_version"),
+        F.lit(cfg.mode).alias("filter_mode"),
+        F.lit(float(cfg.threshold if cfg.mode == "threshold" else cfg.fraction)).alias("filter_value"),
+        F.current_timestamp().alias("created_at"),
+    )
+
+
+@job("filter", config=FilterConfig)
+def run(spark: Any, settings: Any) -> JobResult:
+    """Select the pairs to keep from one scoring run; replaces this filter version's rows."""
+    from pyspark.sql import functions as F
+
+    cfg: FilterConfig = settings.job
+    source = qualify(settings, cfg.input_table)
+    score_version = resolve_input_version(spark, source, cfg.input_step_version, "score")
+    version = filter_version(cfg, score_version)
+    scores = spark.table(source).where(F.col("step_version") == score_version)
+    kept = select_pairs(scores, cfg, version).localCheckpoint()
+    target = qualify(settings, cfg.output_table)
+    ensure_table(spark, target, kept.schema)
+    kept.write.format("delta").mode("overwrite").option("replaceWhere", f"filter_version = '{version}'").saveAsTable(
+        target
+    )
+    counts = (
+        scores.where("pair_kind = 'matched'")
+        .agg(F.count("*").alias("pairs"), F.count(F.when(F.col("valid"), 1)).alias("valid"))
+        .collect()[0]
+    )
+    n_kept = kept.count()
+    metrics = {"pairs_in": counts["pairs"], "valid_in": counts["valid"], "pairs_kept": n_kept}
+    metrics["kept_share"] = round(n_kept / counts["pairs"], 4) if counts["pairs"] else 0.0
+    histogram = {str(s): 0 for s in range(1, 6)}
+    for r in scores.where("pair_kind = 'matched' AND valid").groupBy("score").count().collect():
+        histogram[str(r["score"])] = r["count"]
+    rule = f"score ≥ {cfg.threshold}" if cfg.mode == "threshold" else f"best {cfg.fraction:.1%} by expected score"
+    log.info("kept %d of %d pairs (%s)", n_kept, counts["pairs"], rule)
+    tags = {
+        "backforth.filter_version": version,
+        "backforth.filter_rule": rule,
+        "backforth.score_version": score_version,
+    }
+    figure = bar_chart(histogram, "judge score", "valid pairs", f"Score histogram; kept: {rule} ({n_kept} pairs)")
+    return JobResult(metrics, figures={"filter_score_histogram.png": figure}, tags=tags)

@@ -1,0 +1,75 @@
+"""The whole method in one command on the sample corpus, with the fake engine: tables, files, MLflow run tree."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from backforth.pipeline import run_pipeline, summary
+
+pytestmark = pytest.mark.spark
+
+
+def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, tmp_path: Path) -> None:
+    schema = f"p_{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "export"
+    overrides = [
+        f"data_dir={data_dir}",
+        f"tables.schema={schema}",
+        "job.model=fake",
+        "score.model_options.options.reply='The answer is on topic. Score: {digit}'",  # quoted: YAML-typed values
+        "filter.mode=top_fraction",
+        "filter.fraction=0.5",
+        "rewrite.model_options.options.reply='Here it is. [RES] A clear answer about {words}. [/RES]'",
+        f"export.output_dir={out}",
+        "export.validation_fraction=0.2",
+    ]
+    result = run_pipeline("local", overrides, None)
+    outcomes = result["outcomes"]
+    assert list(outcomes) == ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export"]
+    kept = outcomes["dedup"].metrics["docs_kept"]
+    assert outcomes["backtranslate"].metrics["docs_rows"] == kept
+    scores = spark.table(f"{schema}.scores").where("pair_kind = 'matched'")
+    assert scores.count() == outcomes["backtranslate"].metrics["outcome.accepted"]
+    assert outcomes["score"].metrics["valid_rate"] == 1.0
+    filtered = spark.table(f"{schema}.pairs_filtered").count()
+    assert filtered == round(0.5 * scores.count())
+    responses = spark.table(f"{schema}.responses").collect()
+    assert len(responses) == filtered and {r["status"] for r in responses} == {"ok"}
+    assert all(r["response"].startswith("A clear answer about") for r in responses)
+    exported = int(outcomes["export"].metrics["pairs_exported"])
+    assert exported == filtered
+
+    # the files load as JSON lines / Parquet with chat messages and the papers' tag
+    lines = [json.loads(x) for f in sorted((out / "jsonl").glob("*/*.json")) for x in f.read_text().splitlines()]
+    assert len(lines) == exported
+    first = lines[0]
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["messages"][0]["content"].endswith("Answer with knowledge from web search.")
+    assert first["messages"][1]["content"] == first["response"] and first["doc_id"] and first["url"] is not None
+    assert {x["split"] for x in lines} <= {"train", "validation"}
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(str(out / "parquet" / "train"))
+    assert table.num_rows == sum(1 for x in lines if x["split"] == "train")
+    card = (out / "README.md").read_text()
+    assert "| documents ingested |" in card and f"| pairs exported | {exported} |" in card
+
+    # one parent run with a nested run per step
+    import mlflow
+
+    children = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'"
+    )
+    assert sorted(children["tags.backforth.job"]) == sorted(outcomes)
+    text = summary(result)
+    assert "pairs exported" in text and "Three sample pairs" in text and result["run_id"] in text
+
+    # a second run adds nothing anywhere
+    again = run_pipeline("local", overrides, None)["outcomes"]
+    assert again["backtranslate"].metrics["docs_rows"] == 0 and again["score"].metrics["pairs_rows"] == 0
+    assert again["rewrite"].metrics["pairs_rows"] == 0
+    assert spark.table(f"{schema}.sft_pairs").count() == exported
