@@ -39,21 +39,11 @@ $(PROJECT_STAMP): $(STAMP) pyproject.toml
 setup: venv
 	@$(BIN)/backforth setup --if-needed
 
-# The pipeline so far on the embedded default: the bundled sample corpus through ingest, clean, dedup and
-# backtranslate (SmolLM2-135M on vLLM's CPU build) into local Delta tables, each run tracked in SQLite MLflow.
-# Re-running adds nothing.
+# The whole method on the embedded default: the bundled sample corpus through ingest → clean → dedup →
+# backtranslate → score → filter → rewrite → export (SmolLM2-135M on vLLM's CPU build), one MLflow parent run with a
+# nested run per step, SFT files under .backforth/export/. Re-running adds nothing. Sizes: conf/env/local.yaml.
 demo: setup
-	$(BIN)/backforth ingest --env local
-	$(BIN)/backforth clean --env local
-	$(BIN)/backforth dedup --env local
-	$(BIN)/backforth backtranslate --env local
-	@$(BIN)/backforth sql \
-	  "SELECT reason, count(*) AS rejects FROM ingest_rejects GROUP BY reason ORDER BY 2 DESC, 1" \
-	  "SELECT coalesce(drop_reason, '(kept)') AS clean, count(*) AS docs FROM docs_clean GROUP BY 1 ORDER BY 2 DESC, 1" \
-	  "SELECT coalesce(dup_reason, '(kept)') AS dedup, count(*) AS docs FROM docs_dedup GROUP BY 1 ORDER BY 2 DESC" \
-	  "SELECT coalesce(error, reject_reason, '(accepted)') AS backtranslate, count(*) AS docs FROM instructions GROUP BY 1 ORDER BY 2 DESC, 1" \
-	  "SELECT substr(c.text, 1, 60) AS document, i.instruction FROM instructions i JOIN docs_clean c USING (doc_id) WHERE i.instruction IS NOT NULL ORDER BY i.doc_id LIMIT 5"
-	@echo "Note: SmolLM2-135M demonstrates the pipeline; its instructions are not training data. Use a GPU profile for that."
+	$(BIN)/backforth pipeline --env local
 	@$(BIN)/backforth info
 
 test: setup

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -257,7 +258,16 @@ def coerce(tp: Any, value: Any, origin: dict[str, str], key: str) -> Any:
 # ---------------------------------------------------------------------------------------------------------------
 # Views of a resolved config
 
-SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
+SECRET_PARTS = {"password", "passwd", "secret", "token", "apikey", "credential", "credentials", "pat"}
+
+
+def is_secret_key(key: str) -> bool:
+    """``access_token``, ``db_password``, ``api_key`` are secrets; ``max_tokens`` (a count) is not."""
+    parts = [p for p in re.split(r"[^a-z0-9]+", key.lower()) if p]
+    lowered = key.lower()
+    return bool(SECRET_PARTS.intersection(parts)) or any(
+        word in lowered for word in ("password", "secret", "credential", "apikey", "api_key", "accesstoken")
+    )
 
 
 def to_dict(settings: Settings) -> dict[str, Any]:
@@ -271,7 +281,7 @@ def redact(data: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [redact(v, key) for v in data]
-    if data is not None and any(word in key.lower() for word in SECRET_WORDS):
+    if data is not None and is_secret_key(key):
         return "***"
     return data
 

@@ -96,9 +96,13 @@ def run_in_shards(
     pending = pending.localCheckpoint()
     total = pending.count()
     progress.total = total
+    totals = {"rows": 0, "prompt_tokens": 0, "output_tokens": 0, "errors": 0, "shards": 0}
+    if total == 0:  # nothing pending: do not start an engine for an empty shard
+        log.info("%s: nothing to generate", progress.step)
+        pending.unpersist()
+        return totals
     shards = max(1, math.ceil(total / max(1, shard_rows)))
     pending = pending.withColumn("_shard", F.pmod(F.xxhash64(key), F.lit(shards)))
-    totals = {"rows": 0, "prompt_tokens": 0, "output_tokens": 0, "errors": 0, "shards": 0}
     for shard in range(shards):
         part = pending.where(F.col("_shard") == shard).drop("_shard").repartition(max(1, parallelism))
         batch_id = uuid.uuid4().hex

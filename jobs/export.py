@@ -80,22 +80,26 @@ def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, versio
 
 
 def stage_counts(spark: Any, settings: Any) -> dict[str, int]:
-    """Rows per stage across the pipeline's tables (those that exist)."""
-    queries = {
-        "documents ingested": "SELECT count(*) FROM {docs_raw}",
-        "kept after cleaning": "SELECT count(*) FROM {docs_clean} WHERE drop_reason IS NULL",
-        "kept after dedup": "SELECT count(*) FROM {docs_dedup} WHERE is_kept",
-        "instructions accepted": "SELECT count(*) FROM {instructions} WHERE instruction IS NOT NULL",
-        "pairs with a valid score": "SELECT count(*) FROM {scores} WHERE valid AND pair_kind = 'matched'",
-        "pairs kept by the filter": "SELECT count(*) FROM {pairs_filtered}",
-        "responses accepted": "SELECT count(*) FROM {responses} WHERE status IN ('ok', 'ok_unclosed', 'ok_untagged')",
-    }
+    """Rows per stage across the pipeline's tables (those that exist); LLM tables count their newest version only."""
+    newest = "{col} = (SELECT {col} FROM {t} ORDER BY created_at DESC LIMIT 1)"
+    stages = [
+        ("documents ingested", "docs_raw", "true"),
+        ("kept after cleaning", "docs_clean", "drop_reason IS NULL"),
+        ("kept after dedup", "docs_dedup", "is_kept"),
+        ("instructions accepted", "instructions",
+         "instruction IS NOT NULL AND " + newest.format(col="step_version", t="{t}")),
+        ("pairs with a valid score", "scores",
+         "valid AND pair_kind = 'matched' AND " + newest.format(col="step_version", t="{t}")),
+        ("pairs kept by the filter", "pairs_filtered", newest.format(col="filter_version", t="{t}")),
+        ("responses accepted", "responses",
+         "status IN ('ok', 'ok_unclosed', 'ok_untagged') AND kind = 'rewrite' AND "
+         + newest.format(col="step_version", t="(SELECT * FROM {t} WHERE kind = 'rewrite')")),
+    ]  # fmt: skip
     out = {}
-    for label, query in queries.items():
-        table = query.split("{")[1].split("}")[0]
+    for label, table, where in stages:
         fqn = qualify(settings, table)
         if table_exists(spark, fqn):
-            out[label] = int(spark.sql(query.replace("{" + table + "}", fqn)).collect()[0][0])
+            out[label] = int(spark.sql(f"SELECT count(*) FROM {fqn} WHERE {where.replace('{t}', fqn)}").collect()[0][0])
     return out
 
 
@@ -158,9 +162,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     rows = export_rows(responses, pairs, docs, cfg, export_version).localCheckpoint()
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, rows.schema)
-    rows.write.format("delta").mode("overwrite").option(
-        "replaceWhere", f"export_version = '{export_version}'"
-    ).saveAsTable(target)
+    rows.writeTo(target).overwrite(F.col("export_version") == export_version)  # atomic; other versions stay
     out_dir = Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve()
     files = rows.drop("exported_at")
     splits = {r["split"]: r["count"] for r in files.groupBy("split").count().collect()}

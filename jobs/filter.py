@@ -4,7 +4,7 @@ Input: ``scores`` of one score step version (default: the newest). Output: ``pai
 filter_version``). Two modes: ``threshold`` keeps pairs with score ≥ ``threshold`` (the papers keep 5);
 ``top_fraction`` keeps the best ``fraction`` by expected score (the paper's score-5 pairs were 13.6 % of the pool), so
 a run with a weak judge still yields pairs. The filter is deterministic, so a run replaces its own version's rows in
-one atomic overwrite (``replaceWhere``); other versions stay for comparison.
+one atomic overwrite by condition; other versions stay for comparison.
 """
 
 from __future__ import annotations
@@ -76,9 +76,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     kept = select_pairs(scores, cfg, version).localCheckpoint()
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, kept.schema)
-    kept.write.format("delta").mode("overwrite").option("replaceWhere", f"filter_version = '{version}'").saveAsTable(
-        target
-    )
+    kept.writeTo(target).overwrite(F.col("filter_version") == version)  # atomic; other versions stay
     counts = (
         scores.where("pair_kind = 'matched'")
         .agg(F.count("*").alias("pairs"), F.count(F.when(F.col("valid"), 1)).alias("valid"))

@@ -8,6 +8,7 @@ Options (``profile.options``):
   to simulate an engine crash mid-run.
 - ``reply``: a reply text instead of the default question: ``{words}`` becomes words from the prompt, ``{digit}``
   a digit 1-5 drawn from the prompt (a judge's score).
+- ``delay_s``: sleep this long in every generate call (to kill a run mid-step in tests).
 - ``digit_mass``: the probability mass that next_token_probs puts on the candidates (default 0.9).
 """
 
@@ -72,6 +73,8 @@ class FakeEngine(Engine):
     def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
         if self.fail_after is not None and self.generated_total() + len(prompts) > int(self.fail_after):
             raise RuntimeError(f"fake engine: simulated crash after {self.fail_after} prompts")
+        if self.profile.options.get("delay_s"):
+            time.sleep(float(self.profile.options["delay_s"]))
         self.calls += 1
         self.prompts += len(prompts)
         self._log({"event": "generate", "n": len(prompts), "lengths": [len(p) for p in prompts]})

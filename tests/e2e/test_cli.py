@@ -63,10 +63,20 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     assert metric(deduped.stdout, "dropped.dup_exact") >= 5 and metric(deduped.stdout, "dropped.dup_minhash") >= 5
     reasons = backforth("sql", "SELECT dup_reason, count(*) FROM docs_dedup GROUP BY 1 ORDER BY 1", data=data)
     assert "dup_exact" in reasons.stdout and "dup_minhash" in reasons.stdout
-    # the LLM step with the deterministic fake engine: one instruction row per surviving document, resumable
-    translated = backforth("backtranslate", "--set", "job.model=fake", data=data)
-    assert metric(translated.stdout, "docs_rows") == metric(deduped.stdout, "docs_kept")
-    again = backforth("backtranslate", "--set", "job.model=fake", data=data)
+    # an LLM step killed with SIGKILL mid-run, then resumed: no duplicate, no missing row, nothing regenerated
+    kept = int(metric(deduped.stdout, "docs_kept"))
+    log_dir = tmp_path / "fake-log"
+    fake = ["--set", "job.model=fake", "--set", "job.shard_rows=6",
+            "--set", f"job.model_options={{options: {{log_dir: '{log_dir}', delay_s: 1.5}}}}"]  # fmt: skip
+    killed_rows = kill_after_first_shard(["backtranslate", *fake], data, data / "warehouse/backforth.db/instructions")
+    assert 0 < killed_rows < kept
+    before = prompts_generated(log_dir)
+    resumed = backforth("backtranslate", *fake, data=data)
+    assert metric(resumed.stdout, "docs_rows") == kept - killed_rows
+    assert prompts_generated(log_dir) - before == kept - killed_rows  # finished shards were not regenerated
+    unique = backforth("sql", "SELECT count(*) AS n, count(DISTINCT doc_id) AS d FROM instructions", data=data)
+    assert f"|{kept}|{kept}|" in unique.stdout.replace(" ", "")
+    again = backforth("backtranslate", *fake, data=data)
     assert metric(again.stdout, "docs_rows") == 0
 
     port = free_port()
@@ -80,9 +90,10 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert len(runs) == 6
+    assert len(runs) == 7  # ingest ×2, clean, dedup, backtranslate killed (left RUNNING), resumed, re-run
     by_start = sorted(runs, key=lambda r: r["info"]["start_time"])
-    bt_tags = {t["key"]: t["value"] for t in by_start[4]["data"]["tags"]}
+    assert by_start[4]["info"]["status"] == "RUNNING" and by_start[5]["info"]["status"] == "FINISHED"
+    bt_tags = {t["key"]: t["value"] for t in by_start[5]["data"]["tags"]}
     assert bt_tags["backforth.job"] == "backtranslate"
     assert bt_tags["backforth.prompt.backtranslate"] == "backforth-backtranslate@1"
     run = by_start[0]
@@ -99,6 +110,37 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     assert [t["value"] for t in datasets["backforth.docs_raw"]["tags"] if t["key"] == "mlflow.data.context"] == [
         "output"
     ]
+
+
+def prompts_generated(log_dir: Path) -> int:
+    events = [json.loads(x) for p in log_dir.glob("engine-*.jsonl") for x in p.read_text().splitlines()]
+    return sum(e.get("n", 0) for e in events if e["event"] == "generate")
+
+
+def kill_after_first_shard(args: list[str], data: Path, table_dir: Path) -> int:
+    """Start ``backforth <args>``, SIGKILL its whole process group once the table has its first committed shard
+    (Delta version 1; version 0 creates it), and return the rows committed by then."""
+    import signal
+    import time
+
+    cmd = [str(BIN / "backforth"), *args, "--set", f"data_dir={data}"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    first = table_dir / "_delta_log" / f"{1:020d}.json"
+    deadline = time.time() + 240
+    while not first.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"{args} ended before it could be killed:\n{proc.stderr.read().decode()[-3000:]}")
+        if time.time() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("no shard committed within 240 s")
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    counted = backforth("sql", "SELECT count(*) AS n FROM instructions", data=data)
+    return int(counted.stdout.split("|")[-2].strip())
 
 
 def search_runs(port: int) -> list[dict]:

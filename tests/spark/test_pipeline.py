@@ -68,6 +68,14 @@ def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, t
     text = summary(result)
     assert "pairs exported" in text and "Three sample pairs" in text and result["run_id"] in text
 
+    # the distillation baseline answers the same instructions without documents, beside the rewrites
+    distill = overrides + ["distill.model_options.options.reply='A direct answer about {words} from memory.'"]
+    baseline = run_pipeline("local", distill, None, steps=["distill"])["outcomes"]["distill"]
+    rows = spark.table(f"{schema}.responses").where("kind = 'distill'").collect()
+    assert len(rows) == filtered == baseline.metrics["pairs_rows"]
+    assert {r["status"] for r in rows} == {"ok_untagged"} and all("from memory" in r["response"] for r in rows)
+    assert {r["instruction"] for r in rows} == {r["instruction"] for r in responses}
+
     # a second run adds nothing anywhere
     again = run_pipeline("local", overrides, None)["outcomes"]
     assert again["backtranslate"].metrics["docs_rows"] == 0 and again["score"].metrics["pairs_rows"] == 0

@@ -76,6 +76,9 @@ def test_parse_override_types() -> None:
 def test_secrets_are_masked() -> None:
     data = {"mlflow": {"token": "abc", "tracking_uri": "x"}, "list": [{"api_key": "k"}]}
     assert redact(data) == {"mlflow": {"token": "***", "tracking_uri": "x"}, "list": [{"api_key": "***"}]}
+    counts = {"sampling": {"max_tokens": 256}, "reserved_tokens": 1536, "hf_access_token": "hf_x", "dbPassword": "p"}
+    assert redact(counts) == {"sampling": {"max_tokens": 256}, "reserved_tokens": 1536, "hf_access_token": "***",
+                              "dbPassword": "***"}  # fmt: skip
 
 
 def test_dry_run_prints_resolved_config_without_spark(capsys: pytest.CaptureFixture, conf: Path) -> None:
