@@ -142,6 +142,10 @@ Query the tables:
   backforth sql "SELECT drop_reason, count(*) FROM docs_clean GROUP BY 1"
   backforth sql "SELECT doc_id, failed_rules, stats.dup_line_share FROM docs_clean WHERE drop_reason IS NOT NULL"
   backforth sql "SELECT cluster_id, collect_list(doc_id) FROM docs_dedup GROUP BY 1 HAVING count(*) > 1"
+  backforth sql "SELECT coalesce(reject_reason, error, 'accepted'), count(*) FROM instructions GROUP BY 1"
+  backforth sql "SELECT pair_kind, score, expected_score, invalid_reason FROM scores LIMIT 20"
+  backforth sql "SELECT kind, status, count(*) FROM responses GROUP BY 1, 2"
+  backforth sql "SELECT messages, url, score, split FROM sft_pairs LIMIT 5"
   backforth sql "DESCRIBE HISTORY docs_raw"
 
 Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.experiment}'):

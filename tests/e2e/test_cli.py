@@ -63,12 +63,15 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     assert metric(deduped.stdout, "dropped.dup_exact") >= 5 and metric(deduped.stdout, "dropped.dup_minhash") >= 5
     reasons = backforth("sql", "SELECT dup_reason, count(*) FROM docs_dedup GROUP BY 1 ORDER BY 1", data=data)
     assert "dup_exact" in reasons.stdout and "dup_minhash" in reasons.stdout
-    # an LLM step killed with SIGKILL mid-run, then resumed: no duplicate, no missing row, nothing regenerated
+    # the pipeline killed with SIGKILL during an LLM step, then resumed: no duplicate, no missing row, nothing
+    # finished regenerated
     kept = int(metric(deduped.stdout, "docs_kept"))
     log_dir = tmp_path / "fake-log"
     fake = ["--set", "job.model=fake", "--set", "job.shard_rows=6",
             "--set", f"job.model_options={{options: {{log_dir: '{log_dir}', delay_s: 1.5}}}}"]  # fmt: skip
-    killed_rows = kill_after_first_shard(["backtranslate", *fake], data, data / "warehouse/backforth.db/instructions")
+    killed_rows = kill_after_first_shard(
+        ["pipeline", "--steps", "backtranslate", *fake], data, data / "warehouse/backforth.db/instructions"
+    )
     assert 0 < killed_rows < kept
     before = prompts_generated(log_dir)
     resumed = backforth("backtranslate", *fake, data=data)
@@ -90,10 +93,11 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert len(runs) == 7  # ingest ×2, clean, dedup, backtranslate killed (left RUNNING), resumed, re-run
+    # ingest ×2, clean, dedup, the killed pipeline and its backtranslate step (both left RUNNING), resumed, re-run
+    assert len(runs) == 8
     by_start = sorted(runs, key=lambda r: r["info"]["start_time"])
-    assert by_start[4]["info"]["status"] == "RUNNING" and by_start[5]["info"]["status"] == "FINISHED"
-    bt_tags = {t["key"]: t["value"] for t in by_start[5]["data"]["tags"]}
+    assert [r["info"]["status"] for r in by_start[4:7]] == ["RUNNING", "RUNNING", "FINISHED"]
+    bt_tags = {t["key"]: t["value"] for t in by_start[6]["data"]["tags"]}
     assert bt_tags["backforth.job"] == "backtranslate"
     assert bt_tags["backforth.prompt.backtranslate"] == "backforth-backtranslate@1"
     run = by_start[0]
