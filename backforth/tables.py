@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from backforth.config import Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
 
@@ -70,11 +70,17 @@ def append(df: DataFrame, fqn: str) -> None:
     df.write.format("delta").mode("append").saveAsTable(fqn)
 
 
-def pending_rows(spark: SparkSession, source: DataFrame, fqn: str, keys: list[str]) -> DataFrame:
-    """Rows of ``source`` with no row in ``fqn`` on ``keys``: the work a resumed job still has to do."""
+def pending_rows(
+    spark: SparkSession, source: DataFrame, fqn: str, keys: list[str], where: Column | None = None
+) -> DataFrame:
+    """Rows of ``source`` with no row in ``fqn`` on ``keys``: the work a resumed job still has to do. ``where``
+    restricts the rows of ``fqn`` that count as done (an LLM step's own ``step_version``)."""
     if not table_exists(spark, fqn):
         return source
-    return source.join(spark.table(fqn).select(*keys), on=keys, how="left_anti")
+    done = spark.table(fqn)
+    if where is not None:
+        done = done.where(where)
+    return source.join(done.select(*keys), on=keys, how="left_anti")
 
 
 def table_version(spark: SparkSession, fqn: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 from backforth.engines import ModelProfile, Sampling, load_profile
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import qualify, table_exists
+from backforth.tables import pending_rows, qualify
 from backforth.tracking import register_prompt
 from jobs._llm import (
     Progress,
@@ -90,8 +90,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     target = qualify(settings, cfg.output_table)
     kept = spark.table(qualify(settings, cfg.input_table)).where("is_kept").select("doc_id")
     docs = kept.join(spark.table(qualify(settings, cfg.input_text_table)).select("doc_id", "text"), "doc_id")
-    done = spark.table(target).where(F.col("step_version") == version) if table_exists(spark, target) else None
-    pending = docs if done is None else docs.join(done.select("doc_id"), "doc_id", "left_anti")
+    pending = pending_rows(spark, docs, target, ["doc_id"], F.col("step_version") == version)
     if cfg.limit is not None:
         pending = pending.orderBy("doc_id").limit(cfg.limit)
     log.info(

@@ -77,19 +77,18 @@ def run(spark: Any, settings: Any) -> JobResult:
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, kept.schema)
     kept.writeTo(target).overwrite(F.col("filter_version") == version)  # atomic; other versions stay
-    counts = (
-        scores.where("pair_kind = 'matched'")
-        .agg(F.count("*").alias("pairs"), F.count(F.when(F.col("valid"), 1)).alias("valid"))
-        .collect()[0]
-    )
-    n_kept = kept.count()
-    metrics = {"pairs_in": counts["pairs"], "valid_in": counts["valid"], "pairs_kept": n_kept}
-    metrics["kept_share"] = round(n_kept / counts["pairs"], 4) if counts["pairs"] else 0.0
+    # one pass over the matched scores: totals and the histogram of valid ones
+    groups = scores.where("pair_kind = 'matched'").groupBy("valid", "score").count().collect()
+    pairs_in = sum(r["count"] for r in groups)
     histogram = {str(s): 0 for s in range(1, 6)}
-    for r in scores.where("pair_kind = 'matched' AND valid").groupBy("score").count().collect():
-        histogram[str(r["score"])] = r["count"]
+    for r in groups:
+        if r["valid"]:
+            histogram[str(r["score"])] += r["count"]
+    n_kept = kept.count()
+    metrics = {"pairs_in": pairs_in, "valid_in": sum(histogram.values()), "pairs_kept": n_kept}
+    metrics["kept_share"] = round(n_kept / pairs_in, 4) if pairs_in else 0.0
     rule = f"score ≥ {cfg.threshold}" if cfg.mode == "threshold" else f"best {cfg.fraction:.1%} by expected score"
-    log.info("kept %d of %d pairs (%s)", n_kept, counts["pairs"], rule)
+    log.info("kept %d of %d pairs (%s)", n_kept, pairs_in, rule)
     tags = {
         "backforth.filter_version": version,
         "backforth.filter_rule": rule,

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from backforth.engines import ModelProfile, Sampling, load_profile
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import qualify, table_exists
+from backforth.tables import pending_rows, qualify, table_exists
 from backforth.tracking import register_prompt
 from jobs._llm import (
     Progress,
@@ -114,9 +114,8 @@ def run_response_step(spark: Any, settings: Any, cfg: Any, kind: str) -> JobResu
         texts = spark.table(qualify(settings, cfg.input_text_table)).select("doc_id", "text")
         pairs = pairs.join(texts, "doc_id")
     target = qualify(settings, cfg.output_table)
-    if table_exists(spark, target):
-        done = spark.table(target).where((F.col("step_version") == version) & (F.col("kind") == kind))
-        pairs = pairs.join(done.select("doc_id"), "doc_id", "left_anti")
+    done = (F.col("step_version") == version) & (F.col("kind") == kind)
+    pairs = pending_rows(spark, pairs, target, ["doc_id"], done)
     if cfg.limit is not None:
         pairs = pairs.orderBy("doc_id").limit(cfg.limit)
     log.info("%s from %s with %s, step %s", kind, source_version, profile.name, version)

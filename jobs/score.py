@@ -19,7 +19,7 @@ from typing import Any, Literal
 from backforth.engines import ModelProfile, Sampling, load_profile
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import qualify, table_exists
+from backforth.tables import pending_rows, qualify, table_exists
 from backforth.tracking import register_prompt
 from jobs._llm import (
     Progress,
@@ -149,9 +149,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         F.col("doc_id").alias("pair_id"), "doc_id", F.lit("matched").alias("pair_kind"), "instruction_version",
         "instruction", "text",
     ).unionByName(with_controls(matched, cfg.sanity_pairs))  # fmt: skip
-    if table_exists(spark, target):
-        done = spark.table(target).where(F.col("step_version") == version).select("pair_id")
-        pairs = pairs.join(done, "pair_id", "left_anti")
+    pairs = pending_rows(spark, pairs, target, ["pair_id"], F.col("step_version") == version)
     if cfg.limit is not None:
         pairs = pairs.orderBy("pair_id").limit(cfg.limit)
     log.info("judging %s with %s (%s mode), step %s", input_version, profile.name, cfg.mode, version)

@@ -42,12 +42,18 @@ class TransformersEngine(Engine):
             out.extend(self._batch(prompts[start : start + size], requests[start : start + size], sampling))
         return out
 
-    def _batch(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
-        torch = self.torch
+    def _left_pad(self, prompts: list[list[int]]) -> tuple:
+        """(input_ids, attention_mask, width), padded on the left so every prompt ends at the last column."""
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        ids = self.torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = self.torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        return ids, mask, width
+
+    def _batch(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        ids, mask, width = self._left_pad(prompts)
         seed = requests[0].seed if requests[0].seed is not None else sampling.seed
         torch.manual_seed(seed)
         sample = sampling.temperature > 0
@@ -82,12 +88,8 @@ class TransformersEngine(Engine):
         torch = self.torch
         out: list[dict[int, float]] = []
         size = max(1, self.profile.batch_size)
-        pad = self.tokenizer.pad_token_id
         for start in range(0, len(prompts), size):
-            batch = prompts[start : start + size]
-            width = max(len(p) for p in batch)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+            ids, mask, _ = self._left_pad(prompts[start : start + size])
             with torch.inference_mode():
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :]
             probs = torch.softmax(logits.float(), dim=-1)[:, token_ids].tolist()
