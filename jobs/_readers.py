@@ -58,12 +58,13 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
             yield number, line, None
 
 
-def read_json_lines(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
-    dolma = spec["format"] == "dolma"
+def json_objects(path: str) -> Iterator[tuple[int, dict[str, Any] | None, str, dict[str, Any] | None]]:
+    """(line number, object, line text, None) per JSON-object line of a JSONL file (gzipped or not), or
+    (line number, None, "", reject) for a line that is not one; blank lines are skipped. Shared by ingest and seed."""
     for number, line, error in iter_lines(path):
         if error is not None:
-            yield reject(number, "truncated_gzip" if error.startswith("EOFError") else "corrupt_gzip", error)
+            reason = "truncated_gzip" if error.startswith("EOFError") else "corrupt_gzip"
+            yield number, None, "", reject(number, reason, error)
             return
         assert line is not None
         if not line.strip():
@@ -72,17 +73,24 @@ def read_json_lines(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]
         try:
             text_line = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield reject(number, "invalid_utf8", str(exc), line)
+            yield number, None, "", reject(number, "invalid_utf8", str(exc), line)
             continue
         try:
             obj = json.loads(text_line.lstrip("\ufeff"))
         except json.JSONDecodeError as exc:
-            yield reject(number, "malformed_json", str(exc), text_line)
+            yield number, None, "", reject(number, "malformed_json", str(exc), text_line)
             continue
         if not isinstance(obj, dict):
-            yield reject(number, "not_an_object", f"JSON {type(obj).__name__}", text_line)
+            yield number, None, "", reject(number, "not_an_object", f"JSON {type(obj).__name__}", text_line)
             continue
-        yield document_from_object(obj, number, spec, dolma, text_line)
+        yield number, obj, text_line, None
+
+
+def read_json_lines(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
+    dolma = spec["format"] == "dolma"
+    for number, obj, text_line, rejected in json_objects(path):
+        yield rejected if obj is None else document_from_object(obj, number, spec, dolma, text_line)
 
 
 def document_from_object(obj: dict, number: int, spec: dict[str, Any], dolma: bool, raw: str) -> dict[str, Any]:

@@ -1,13 +1,22 @@
-"""Model profiles: ``conf/models/<name>.yaml`` → :class:`ModelProfile`, with per-job overrides."""
+"""Model profiles: ``conf/models/<name>.yaml`` → :class:`ModelProfile`, with per-job overrides.
+
+A profile's ``model`` may name a registered model, ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
+Loading such a profile (on the driver, where the job's MLflow store is set) pins it to one version: ``model``
+becomes ``models:/<name>/<version>`` — so the step version changes when the alias moves — and the version's
+details go to ``options.registered_model``, which the engines use to fetch it and the LLM steps record.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from backforth.config import ConfigError, build, default_conf_dir, merge_layer, read_yaml
 from backforth.engines.base import ModelProfile
+from backforth.models import REGISTERED_OPTION
+from backforth.registered_models import is_registry_uri
 
 
 def profile_dir(conf_dir: Path | None = None) -> Path:
@@ -29,4 +38,17 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None, conf_dir
     merge_layer(raw, read_yaml(path), origin, str(path))
     if overrides:
         merge_layer(raw, dict(overrides), origin, "job.model_options")
-    return build(ModelProfile, raw, origin, "")
+    profile = build(ModelProfile, raw, origin, "")
+    return pin_registered(profile, origin.get("model", str(path))) if is_registry_uri(profile.model) else profile
+
+
+def pin_registered(profile: ModelProfile, where: str = "") -> ModelProfile:
+    """``profile`` with its ``models:/`` reference resolved to one registered version (see the module docstring)."""
+    from backforth.registered_models import pin
+
+    try:
+        ref = pin(profile.model)
+    except (LookupError, ValueError) as exc:
+        raise ConfigError(f"{where}: model profile '{profile.name}': {exc}") from exc
+    options = {**profile.options, REGISTERED_OPTION: ref.as_dict()}
+    return replace(profile, model=ref.uri, options=options)
