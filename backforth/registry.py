@@ -12,13 +12,15 @@ from typing import Any
 
 @dataclass
 class JobResult:
-    """What a job may return instead of a plain metrics dict: metrics plus figures (file name → matplotlib Figure)
-    and tags that the runner logs to MLflow. Jobs never log to MLflow themselves (prompt registration aside, through
-    backforth.tracking)."""
+    """What a job may return instead of a plain metrics dict: metrics plus figures (file name → matplotlib Figure),
+    tags, tables (column-oriented, for ``mlflow.log_table``) and files that the runner logs to MLflow. Jobs never
+    log to MLflow themselves (prompt registration aside, through backforth.tracking)."""
 
     metrics: dict[str, float]
     figures: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # run tags: step version, model, prompt versions, notes
+    tables: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # name → columns: tables/<name>.json
+    artifacts: dict[str, str] = field(default_factory=dict)  # local file → artifact folder of the run ("" = root)
 
 
 JobFn = Callable[[Any, Any], "dict[str, float] | JobResult"]
