@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 # The project itself is installed editable; re-done when pyproject.toml changes (entry points, package map).
 PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: venv setup demo test lint fmt lock clean-data clean
+.PHONY: venv setup demo test dist lint fmt lock clean-data clean
 
 venv: $(PROJECT_STAMP)
 	@ln -sfn $(VENV) .venv
@@ -47,7 +47,13 @@ demo: setup
 	@$(BIN)/backforth info
 
 test: setup
-	$(BIN)/python -m pytest -q --durations=5
+	$(BIN)/python -m pytest -q --durations=8
+
+# For clusters: dist/backforth-*.whl (also what the Databricks bundle deploys), dist/backforth-env.tar.gz (the wheel and
+# its pinned dependencies in a relocatable virtualenv, for --archives) and dist/backforth_submit.py (the spark-submit
+# entry point). EXTRAS=gpu adds vLLM for GPU executors. See README, "Run on a Spark cluster".
+dist: venv
+	$(BIN)/python deploy/pack_env.py --out dist $(if $(EXTRAS),--extras $(EXTRAS))
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("setup", help="fetch the Delta Lake jars, convert the embedded model, test Spark")
     add_common(p)
     p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
+    p = sub.add_parser(
+        "submit-args", help="print spark-submit arguments for a cluster (Delta, packed env, a profile's Spark settings)"
+    )
+    p.add_argument("--model", default=None, help="model profile whose Spark settings to add, e.g. llama3-8b-gpu")
+    p.add_argument("--archive", default="dist/backforth-env.tar.gz", help="packed env from `make dist` ('' = none)")
+    p.add_argument("--offline", action="store_true", help="ship Delta's cached jars instead of --packages")
+    p.add_argument("--conf-dir", type=Path, default=None, help="config folder (default: ./conf or the bundled one)")
     p = sub.add_parser("info", help="print where local data lives and how to query it and open MLflow")
     add_common(p)
     return parser
@@ -124,6 +131,18 @@ def cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit_args(args: argparse.Namespace) -> int:
+    """One line to paste after ``spark-submit`` (see README, "Run on a Spark cluster")."""
+    import shlex
+
+    from backforth.engines.profiles import load_profile
+    from backforth.spark import submit_args
+
+    profile_spark = load_profile(args.model, conf_dir=args.conf_dir).spark if args.model else None
+    print(shlex.join(submit_args(profile_spark, archive=args.archive or None, offline=args.offline)))
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     """Tell the user where things are and the next commands to type."""
     from backforth.runner import tracking_uri
@@ -135,6 +154,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 Local data folder: {settings.data_path}
   tables (Delta):  {settings.data_path / "warehouse"}   schema '{settings.tables.schema}'
   MLflow store:    {uri}
+  SFT files:       {settings.data_path / "export" / "rewrite"}   (jsonl/, parquet/, README.md)
+  Report:          {settings.data_path / "export" / "rewrite" / "report.html"}   (opens offline)
+
+Explore in notebooks (also Databricks notebooks): python notebooks/explore/funnel.py, scores.py, samples.py
 
 Query the tables:
   backforth sql "SELECT source_format, count(*) FROM docs_raw GROUP BY 1"
@@ -146,6 +169,8 @@ Query the tables:
   backforth sql "SELECT pair_kind, score, expected_score, invalid_reason FROM scores LIMIT 20"
   backforth sql "SELECT kind, status, count(*) FROM responses GROUP BY 1, 2"
   backforth sql "SELECT messages, url, score, split FROM sft_pairs LIMIT 5"
+  backforth sql "SELECT source, count(*) FROM seed_pairs GROUP BY 1"       (after `backforth seed`)
+  backforth sql "SELECT reason, count(*) FROM seed_rejects GROUP BY 1"
   backforth sql "DESCRIBE HISTORY docs_raw"
 
 Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.experiment}'):
@@ -168,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "info":
             return cmd_info(args)
+        if args.command == "submit-args":
+            return cmd_submit_args(args)
         if args.command == "pipeline":
             return cmd_pipeline(args)
         return cmd_job(args.command, args)

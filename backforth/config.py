@@ -52,6 +52,7 @@ class MlflowConfig:
 
     tracking_uri: str | None = None
     experiment: str = "backforth"
+    registry_uri: str | None = None  # model registry; null = MLflow's default (the tracking store); databricks-uc
 
 
 @dataclass

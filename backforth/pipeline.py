@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from backforth.config import ConfigError, Settings, load_settings, parse_override
+from backforth.pipeline_modes import apply_mode
 from backforth.registry import get_job, load_jobs
 
 log = logging.getLogger("backforth.pipeline")
-STEPS = ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export"]
+STEPS = ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export", "report"]
 GLOBAL_KEYS = ("data_dir", "spark", "tables", "mlflow", "env")
 
 
@@ -52,6 +53,7 @@ def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: l
     from backforth.runner import run_job, setup_mlflow
     from backforth.spark import get_spark
 
+    overrides, steps, _ = apply_mode(overrides, steps, STEPS, conf_dir)  # --set pipeline.models=finetuned
     steps = steps or STEPS
     unknown = [s for s in steps if s not in load_jobs()]
     if unknown:
@@ -61,6 +63,11 @@ def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: l
         spec = get_job(step)
         plans.append((spec, load_settings(step, spec.config_cls, env, route_overrides(step, overrides, spec.config_cls),
                                           conf_dir)))  # fmt: skip
+    configs = {spec.name: s.job for spec, s in plans}
+    if "report" in configs and "export" in configs:  # the report describes the export: its kind, beside its files
+        from jobs.report import follow_export
+
+        follow_export(configs["report"], configs["export"])
     base: Settings = plans[0][1]
     setup_mlflow(base)
     spark = get_spark(base)
@@ -115,6 +122,10 @@ def summary(result: dict) -> str:
         if spec.name == "export":
             folder = Path(s.job.output_dir or s.data_path / "export" / s.job.kind).resolve()
             lines.append(f"Files: {folder}/ (jsonl/, parquet/, README.md dataset card)")
+        if spec.name == "report" and "report" in result["outcomes"]:
+            from jobs.report import report_path
+
+            lines.append(f"Report: {report_path(s)} (one HTML page, opens offline; also in the report step's run)")
     uri = tracking_uri(settings)
     lines += [
         f"Tables: schema '{settings.tables.schema}' in {settings.data_path / 'warehouse'} "

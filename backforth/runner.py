@@ -62,6 +62,8 @@ def setup_mlflow(settings: Settings) -> str:
     quiet_mlflow()
     uri = tracking_uri(settings)
     mlflow.set_tracking_uri(uri)
+    if settings.mlflow.registry_uri:  # Databricks: the Unity Catalog model registry (models named catalog.schema.x)
+        mlflow.set_registry_uri(settings.mlflow.registry_uri)
     experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
     if experiment is not None:
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
@@ -162,6 +164,10 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
             mlflow.set_tags(result.tags)
         for name, figure in result.figures.items():
             mlflow.log_figure(figure, f"plots/{name}")
+        for name, table in result.tables.items():
+            mlflow.log_table(data=table, artifact_file=f"tables/{name}.json")
+        for local, folder in result.artifacts.items():
+            mlflow.log_artifact(local, artifact_path=folder or None)
         metrics["duration_s"] = round(time.perf_counter() - started, 3)
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         mlflow.log_metrics(numeric)

@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 SCALA_VERSION = "2.13"  # Spark 4 is built for Scala 2.13 only
 
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
 
 def cache_dir() -> Path:
     """Heavy downloads (virtualenv, jars, models) live here, outside any clone, so re-runs reuse them."""
@@ -69,8 +74,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
     data = settings.data_path
     log4j = Path(__file__).with_name("log4j2.properties")
     conf = {
-        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        **DELTA_CONF,
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
@@ -115,3 +119,24 @@ def build_local_session(settings: Settings) -> SparkSession:
         raise
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def submit_args(
+    profile_spark: dict[str, str] | None = None, archive: str | None = None, offline: bool = False
+) -> list[str]:
+    """spark-submit arguments that run backforth on a cluster: Delta's package and session settings, the packed
+    virtualenv (``archive``, unpacked as ./env on every node and used by every Python worker) and a model profile's
+    Spark settings (GPU amounts, worker reuse, Arrow batch size). ``offline`` ships the jars from the local cache
+    instead of asking the cluster to resolve the package."""
+    jars = cached_delta_jars() if offline else []
+    if offline and not jars:
+        raise RuntimeError(f"no Delta jars cached in {cache_dir() / 'ivy' / 'jars'}: run `backforth setup` first")
+    args = ["--jars", ",".join(jars)] if jars else ["--packages", delta_package()]
+    conf = dict(DELTA_CONF)
+    if archive:
+        args += ["--archives", f"{archive}#env"]
+        conf["spark.pyspark.python"] = "./env/bin/python"
+    conf.update(profile_spark or {})
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    return args

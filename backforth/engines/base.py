@@ -96,6 +96,19 @@ class Generation:
     probs: dict[str, float] | None = None  # next-token probabilities of the candidates (next_token_probs only)
 
 
+def task_gpus() -> list[str]:
+    """GPU addresses Spark assigned to the current task ([] outside a task or without GPU scheduling)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # pragma: no cover - engines run inside Spark
+        return []
+    ctx = TaskContext.get()
+    if ctx is None:
+        return []
+    gpu = ctx.resources().get("gpu")
+    return list(gpu.addresses) if gpu is not None else []
+
+
 class Engine:
     """Base class: prompt rendering and checks; subclasses implement :meth:`_generate` on token ids."""
 

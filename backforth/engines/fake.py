@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -49,13 +50,15 @@ class FakeEngine(Engine):
         self.log_dir = Path(opts["log_dir"]) if opts.get("log_dir") else None
         self.fail_after = opts.get("fail_after")
         self.reply = opts.get("reply")
-        self._log({"event": "construct"})
+        # which profile and which Python environment built this engine (tests check caching and the packed env)
+        self.profile_key = hashlib.blake2b(profile.key().encode(), digest_size=6).hexdigest()
+        self._log({"event": "construct", "prefix": sys.prefix})
 
     def _log(self, record: dict) -> None:
         if self.log_dir is None:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        record = {"pid": os.getpid(), "time": time.time(), **record}
+        record = {"pid": os.getpid(), "time": time.time(), "profile": self.profile_key, **record}
         with open(self.log_dir / f"engine-{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 

@@ -8,8 +8,11 @@ per-request seeds.
 
 from __future__ import annotations
 
-from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling
-from backforth.models import resolve_model, resolve_tokenizer
+import inspect
+import os
+
+from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling, task_gpus
+from backforth.models import resolve_profile_model, resolve_tokenizer
 
 
 class TransformersEngine(Engine):
@@ -17,20 +20,30 @@ class TransformersEngine(Engine):
 
     def __init__(self, profile: ModelProfile) -> None:
         super().__init__(profile)
+        gpus = task_gpus()
+        if gpus:  # the GPUs Spark gave this task, set before torch initialises CUDA in this process
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if profile.threads:
             torch.set_num_threads(profile.threads)
-        path = resolve_model(profile.model)
+        path = resolve_profile_model(profile)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(profile.tokenizer) or path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = getattr(torch, profile.dtype) if profile.dtype != "auto" else torch.float32
+        # options.device: cpu | cuda | cuda:N; default: the (first visible) GPU when there is one
+        self.device = profile.options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+        default_dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        dtype = getattr(torch, profile.dtype) if profile.dtype != "auto" else default_dtype
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **profile.options.get("load_kwargs", {}))
-        self.model.eval()
+        self.model.to(self.device).eval()
         self.torch = torch
+        # the judge needs the next token's logits only: models that support it skip the vocabulary projection of
+        # every other position (a [batch, length, vocabulary] tensor otherwise)
+        accepts = inspect.signature(self.model.forward).parameters
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
@@ -46,8 +59,8 @@ class TransformersEngine(Engine):
         """(input_ids, attention_mask, width), padded on the left so every prompt ends at the last column."""
         width = max(len(p) for p in prompts)
         pad = self.tokenizer.pad_token_id
-        ids = self.torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = self.torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        ids = self.torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = self.torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         return ids, mask, width
 
     def _batch(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
@@ -91,7 +104,7 @@ class TransformersEngine(Engine):
         for start in range(0, len(prompts), size):
             ids, mask, _ = self._left_pad(prompts[start : start + size])
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :]
+                logits = self.model(input_ids=ids, attention_mask=mask, **self._last_only).logits[:, -1, :]
             probs = torch.softmax(logits.float(), dim=-1)[:, token_ids].tolist()
             out.extend({t: p for t, p in zip(token_ids, row, strict=True)} for row in probs)
         return out

@@ -13,21 +13,8 @@ from __future__ import annotations
 
 import os
 
-from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling
-from backforth.models import resolve_model, resolve_tokenizer
-
-
-def task_gpus() -> list[str]:
-    """GPU addresses Spark assigned to the current task ([] outside a task or without GPU scheduling)."""
-    try:
-        from pyspark import TaskContext
-    except ImportError:  # pragma: no cover - engines run inside Spark
-        return []
-    ctx = TaskContext.get()
-    if ctx is None:
-        return []
-    gpu = ctx.resources().get("gpu")
-    return list(gpu.addresses) if gpu is not None else []
+from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling, task_gpus
+from backforth.models import resolve_profile_model, resolve_tokenizer
 
 
 class VllmEngine(Engine):
@@ -50,7 +37,7 @@ class VllmEngine(Engine):
             kwargs.setdefault("max_num_seqs", profile.max_num_seqs)
         from vllm import LLM
 
-        path = resolve_model(profile.model)
+        path = resolve_profile_model(profile)
         self.llm = LLM(
             model=path,
             tokenizer=resolve_tokenizer(profile.tokenizer) or path,

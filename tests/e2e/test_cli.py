@@ -67,7 +67,7 @@ def test_ingest_sample_twice_query_and_read_run_from_mlflow_server(tmp_path: Pat
     # finished regenerated
     kept = int(metric(deduped.stdout, "docs_kept"))
     log_dir = tmp_path / "fake-log"
-    fake = ["--set", "job.model=fake", "--set", "job.shard_rows=6",
+    fake = ["--set", "job.model=fake", "--set", "job.shard_rows=12",
             "--set", f"job.model_options={{options: {{log_dir: '{log_dir}', delay_s: 1.5}}}}"]  # fmt: skip
     killed_rows = kill_after_first_shard(
         ["pipeline", "--steps", "backtranslate", *fake], data, data / "warehouse/backforth.db/instructions"

@@ -13,7 +13,9 @@ from backforth.pipeline import run_pipeline, summary
 pytestmark = pytest.mark.spark
 
 
-def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, tmp_path: Path) -> None:
+def test_pipeline_runs_every_step_and_exports_sft_files(
+    spark, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     schema = f"p_{uuid.uuid4().hex[:8]}"
     out = tmp_path / "export"
     overrides = [
@@ -29,7 +31,8 @@ def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, t
     ]
     result = run_pipeline("local", overrides, None)
     outcomes = result["outcomes"]
-    assert list(outcomes) == ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export"]
+    assert list(outcomes) == ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export",
+                              "report"]  # fmt: skip
     kept = outcomes["dedup"].metrics["docs_kept"]
     assert outcomes["backtranslate"].metrics["docs_rows"] == kept
     scores = spark.table(f"{schema}.scores").where("pair_kind = 'matched'")
@@ -67,6 +70,9 @@ def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, t
     assert sorted(children["tags.backforth.job"]) == sorted(outcomes)
     text = summary(result)
     assert "pairs exported" in text and "Three sample pairs" in text and result["run_id"] in text
+    # the report: its page beside the exported files, its funnel ending at the exported pairs
+    assert (out / "report.html").is_file() and f"Report: {out.resolve() / 'report.html'}" in text
+    assert outcomes["report"].metrics["funnel.pairs_exported"] == exported
 
     # the distillation baseline answers the same instructions without documents, beside the rewrites
     distill = overrides + ["distill.model_options.options.reply='A direct answer about {words} from memory.'"]
@@ -81,3 +87,25 @@ def test_pipeline_runs_every_step_and_exports_sft_files(spark, data_dir: Path, t
     assert again["backtranslate"].metrics["docs_rows"] == 0 and again["score"].metrics["pairs_rows"] == 0
     assert again["rewrite"].metrics["pairs_rows"] == 0
     assert spark.table(f"{schema}.sft_pairs").count() == exported
+
+    # the notebooks run here as plain Python files against the same tables (as `python notebooks/...` would)
+    import runpy
+    import sys
+
+    flags = ["--set", f"data_dir={data_dir}", "--set", f"tables.schema={schema}"]
+    printed = {}
+    notebooks = Path(__file__).resolve().parents[2] / "notebooks"
+    for name in ("explore/funnel", "explore/scores", "explore/samples", "run_job"):
+        extra = ["sql", "SELECT count(*) AS exported_rows FROM sft_pairs"] if name == "run_job" else []
+        monkeypatch.setattr(sys, "argv", [name, *extra, *flags])
+        runpy.run_path(str(notebooks / f"{name}.py"), run_name="__main__")
+        printed[name] = capsys.readouterr().out
+    ingested = int(outcomes["ingest"].metrics["docs_inserted"])
+    assert f"ingested {ingested}" in " ".join(printed["explore/funnel"].split())
+    assert f"exported {exported}" in " ".join(printed["explore/funnel"].split())
+    assert "dup_exact" in printed["explore/funnel"] and "matched" in printed["explore/scores"]
+    assert (data_dir / "notebooks" / "score_histogram.png").stat().st_size > 1000
+    accepted = int(outcomes["backtranslate"].metrics["outcome.accepted"])
+    samples = printed["explore/samples"]
+    assert f"{min(5, accepted)} sample pairs" in samples and "INSTRUCTION" in samples
+    assert f"|{exported}|" in printed["run_job"].replace(" ", "")
