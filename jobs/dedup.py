@@ -22,8 +22,8 @@ from backforth.registry import JobResult, job
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
 
-SIG_COLUMNS = ("signature", "bands", "n_shingles")
-BROADCAST_PAIRS = 2_000_000  # candidate pairs (two ids each, ~100 B) below this are shipped to executors whole
+SIG_COLUMNS = ("exact_hash", "signature", "bands", "n_shingles")  # dedup_signatures, after doc_id
+BROADCAST_ROWS = 2_000_000  # id lists and candidate pairs below this many rows are shipped to executors whole
 
 log = logging.getLogger("backforth.dedup")
 
@@ -40,10 +40,10 @@ class DedupConfig:
     threshold: float = 0.6  # verified pairs need estimated Jaccard ≥ this
     seed: int = 42
     max_iterations: int = 30  # label propagation rounds; clusters of web duplicates converge in a handful
-    version: str = "dedup-v1"
+    version: str = "dedup-v2"  # v2: compiled sketch (FNV token hashes, polynomial exact hash)
 
     def fingerprint(self) -> str:
-        """``dedup-v1-<hash of the parameters that decide what is a duplicate>``."""
+        """``dedup-v2-<hash of the parameters that decide what is a duplicate>``."""
         keys = {
             k: v for k, v in asdict(self).items() if k in ("ngram", "bands", "rows", "num_perm", "threshold", "seed")
         }
@@ -69,29 +69,32 @@ def exact_groups(sigs: Any) -> Any:
     return sigs.withColumn("exact_survivor", F.first("doc_id").over(order))
 
 
-def candidate_pairs(new_sigs: Any, earlier_sigs: Any = None) -> Any:
-    """Pairs (a < b) that share at least one band key, at least one of them new. One shuffle: documents are
-    bucketed by key (keys already carry their band's index) and pairs come out of the buckets that hold several."""
+def candidate_pairs(nodes: Any) -> Any:
+    """Pairs of node ids (a < b) that share at least one band key, at least one of them new. ``nodes``: (id bigint,
+    new boolean, bands); keys already carry their band's index, so one shuffle buckets every band at once.
+
+    Nearly every key belongs to one node only. A window count over the shuffled, sorted keys drops those before
+    anything is collected; measured 1.8× faster than collecting every bucket (and than a hash aggregate, whose
+    map-side pass cannot shrink keys that are almost all distinct)."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    tagged = new_sigs.select("doc_id", F.lit(True).alias("new"), "bands")
-    if earlier_sigs is not None:
-        tagged = tagged.unionByName(earlier_sigs.select("doc_id", F.lit(False).alias("new"), "bands"))
-    exploded = tagged.select(F.struct("doc_id", "new").alias("d"), F.explode("bands").alias("key"))
-    buckets = exploded.groupBy("key").agg(F.collect_list("d").alias("m")).where(F.size("m") > 1)
+    exploded = nodes.select("id", "new", F.explode("bands").alias("key"))
+    shared = exploded.withColumn("n", F.count(F.lit(1)).over(Window.partitionBy("key"))).where("n > 1")
+    buckets = shared.groupBy("key").agg(F.collect_list(F.struct("id", "new")).alias("m"))
     pairs = buckets.select(F.explode("m").alias("x"), "m").select("x", F.explode("m").alias("y"))
-    pairs = pairs.where((F.col("x.doc_id") < F.col("y.doc_id")) & (F.col("x.new") | F.col("y.new")))
-    return pairs.select(F.col("x.doc_id").alias("a"), F.col("y.doc_id").alias("b")).distinct()
+    pairs = pairs.where((F.col("x.id") < F.col("y.id")) & (F.col("x.new") | F.col("y.new")))
+    return pairs.select(F.col("x.id").alias("a"), F.col("y.id").alias("b")).distinct()
 
 
 def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = False) -> Any:
-    """Candidate pairs whose signatures agree on at least ``threshold`` of their positions. ``broadcast`` ships the
-    pairs to the signatures instead of shuffling the signatures (the right call while pairs are few)."""
+    """Candidate pairs whose signatures (``sigs``: id, signature) agree on at least ``threshold`` of their positions.
+    ``broadcast`` ships the pairs to the signatures instead of shuffling the signatures (right while pairs are few)."""
     from pyspark.sql import functions as F
 
     pairs = F.broadcast(pairs) if broadcast else pairs
-    left = sigs.select(F.col("doc_id").alias("a"), F.col("signature").alias("sa"))
-    right = sigs.select(F.col("doc_id").alias("b"), F.col("signature").alias("sb"))
+    left = sigs.select(F.col("id").alias("a"), F.col("signature").alias("sa"))
+    right = sigs.select(F.col("id").alias("b"), F.col("signature").alias("sb"))
     same = F.aggregate(
         F.zip_with("sa", "sb", lambda x, y: F.when(x == y, 1).otherwise(0)), F.lit(0), lambda s, v: s + v
     )
@@ -99,86 +102,116 @@ def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = Fa
     return scored.where(F.col("jaccard") >= threshold).select("a", "b", "jaccard")
 
 
-def connected_components(edges: Any, seeds: Any, max_iterations: int) -> Any:
-    """Label propagation: every node ends with the smallest label in its component. ``seeds`` (node, label) gives
-    starting labels (earlier documents pass '0'+cluster_id so they win over new ones, which start as '1'+doc_id)."""
+def connected_components(edges: Any, max_iterations: int) -> Any:
+    """(node, component) for every node of an edge: the smallest node id of its connected component, by label
+    propagation in Spark. Each node is also its own neighbour, so one join and one aggregation per round give both
+    the new label (the smallest label in the closed neighbourhood) and the old one (the node's own), and the round
+    ends when no label moved. Round one starts from every node labelled with itself and needs no join."""
     from pyspark.sql import functions as F
 
-    both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
-    nodes = both.select(F.col("a").alias("node")).distinct()
-    labels = nodes.join(seeds, "node", "left").select(
-        "node", F.coalesce("label", F.concat(F.lit("1"), "node")).alias("label")
+    nodes = edges.select(F.col("a").alias("node")).unionByName(edges.select(F.col("b").alias("node"))).distinct()
+    closed = (
+        edges.select("a", "b")
+        .unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+        .unionByName(nodes.select(F.col("node").alias("a"), F.col("node").alias("b")))
+        .localCheckpoint()
     )
-    labels = labels.localCheckpoint()
-    for iteration in range(max_iterations):
-        spread = both.join(labels.withColumnRenamed("node", "b"), "b").groupBy(F.col("a").alias("node"))
-        proposed = spread.agg(F.min("label").alias("offer"))
-        updated = (
-            labels.join(proposed, "node", "left")
-            .select(
-                "node",
-                F.least("label", F.coalesce("offer", "label")).alias("label"),
-                (F.col("offer") < F.col("label")).alias("moved"),
-            )
-            .localCheckpoint()
+    labels = closed.groupBy(F.col("a").alias("node")).agg(F.min("b").alias("label")).localCheckpoint()
+    small = labels.count() < BROADCAST_ROWS  # then each round ships the labels instead of shuffling the edges
+    for iteration in range(1, max_iterations):
+        offered = labels.withColumnRenamed("node", "b")
+        offers = closed.join(F.broadcast(offered) if small else offered, "b").groupBy(F.col("a").alias("node"))
+        updated = offers.agg(
+            F.min("label").alias("label"), F.min(F.when(F.col("a") == F.col("b"), F.col("label"))).alias("old")
         )
+        updated = updated.select("node", "label", (F.col("label") < F.col("old")).alias("moved")).localCheckpoint()
         moved = updated.where("moved").count()
         labels = updated.drop("moved")
         log.info("components: round %d, %d labels changed", iteration + 1, moved)
         if moved == 0:
-            return labels
+            return labels.withColumnRenamed("label", "component")
     raise RuntimeError(f"connected components did not converge in {max_iterations} rounds (raise job.max_iterations)")
 
 
 def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, earlier_sigs: Any = None) -> tuple:
     """Pure core of the job: new kept docs (doc_id, text, n_words) → (docs_dedup rows, signature rows, stats).
-    ``earlier`` (doc_id, cluster_id, exact_hash) and ``earlier_sigs`` are what previous batches left."""
+    ``earlier`` (doc_id, cluster_id, exact_hash) and ``earlier_sigs`` are what previous batches left.
+
+    Graph nodes are exact-duplicate survivors, identified by their exact hash (unique among survivors of this batch
+    and of every earlier one: a new text whose hash is already known joins that cluster as ``dup_exact`` and never
+    becomes a node), so buckets, pairs and components shuffle 64-bit integers rather than document ids."""
     from pyspark.sql import functions as F
 
     if docs.rdd.getNumPartitions() < spark.sparkContext.defaultParallelism:  # the UDF is the heavy part: use all cores
         docs = docs.repartition(spark.sparkContext.defaultParallelism)
-    sigs = exact_groups(signatures_of(docs, cfg))
+    raw = signatures_of(docs, cfg).localCheckpoint()  # the one pass over the text, partition-local
+    groups = exact_groups(raw.select("doc_id", "n_words", "exact_hash"))  # shuffles narrow rows, not signatures
+    old_hash = None
     if earlier is None:
-        earlier = spark.createDataFrame([], "doc_id string, cluster_id string, exact_hash bigint")
-        sigs = sigs.withColumn("old_cluster", F.lit(None).cast("string"))
+        groups = groups.withColumn("old_cluster", F.lit(None).cast("string"))
     else:
         old_hash = earlier.groupBy("exact_hash").agg(F.min("cluster_id").alias("old_cluster"))
-        sigs = sigs.join(old_hash, "exact_hash", "left")
-    sigs = sigs.localCheckpoint()
-    fresh = sigs.where("old_cluster IS NULL AND doc_id = exact_survivor").select("doc_id", *SIG_COLUMNS)
-    pairs = candidate_pairs(fresh, earlier_sigs).localCheckpoint()
+        groups = groups.join(old_hash, "exact_hash", "left")
+    groups = groups.localCheckpoint()
+    known = groups.where("old_cluster IS NOT NULL OR doc_id != exact_survivor").select("doc_id")
+    known = F.broadcast(known) if known.count() < BROADCAST_ROWS else known
+    fresh = raw.join(known, "doc_id", "left_anti").select("doc_id", *SIG_COLUMNS).localCheckpoint()
+    nodes = fresh.select(F.col("exact_hash").alias("id"), F.lit(True).alias("new"), "bands")
+    if earlier_sigs is not None:
+        nodes = nodes.unionByName(
+            earlier_sigs.select(F.col("exact_hash").alias("id"), F.lit(False).alias("new"), "bands")
+        )
+    pairs = candidate_pairs(nodes).localCheckpoint()
     stats = {"candidate_pairs": pairs.count()}
-    every = fresh if earlier_sigs is None else fresh.unionByName(earlier_sigs.select("doc_id", *SIG_COLUMNS))
-    edges = verified_edges(pairs, every, cfg.threshold, broadcast=stats["candidate_pairs"] < BROADCAST_PAIRS)
+    signatures = fresh if earlier_sigs is None else fresh.unionByName(earlier_sigs.select("doc_id", *SIG_COLUMNS))
+    signatures = signatures.select(F.col("exact_hash").alias("id"), "signature")
+    edges = verified_edges(pairs, signatures, cfg.threshold, broadcast=stats["candidate_pairs"] < BROADCAST_ROWS)
     edges = edges.localCheckpoint()
     stats["verified_pairs"] = edges.count()
-    seeds = earlier.select(F.col("doc_id").alias("node"), F.concat(F.lit("0"), "cluster_id").alias("label"))
-    labels = connected_components(edges, seeds, cfg.max_iterations)
-    return assemble(sigs, labels, cfg), fresh, stats
+    components = connected_components(edges, cfg.max_iterations)
+    return assemble(groups, components, old_hash, cfg), fresh, stats
 
 
-def assemble(docs: Any, labels: Any, cfg: DedupConfig) -> Any:
-    """Cluster ids, survivors and reasons for every new document."""
+def assemble(groups: Any, components: Any, old_hash: Any, cfg: DedupConfig) -> Any:
+    """Cluster ids, survivors and reasons for every new document.
+
+    A component that holds an earlier document takes that document's cluster (the smallest, if the new batch
+    bridges several) and keeps nothing new; otherwise it is named by its smallest doc_id and keeps its document
+    with the most words (then the smallest doc_id). A text already seen in an earlier batch is ``dup_exact`` of
+    that cluster."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    lab = labels.select(F.col("node").alias("exact_survivor"), "label")
-    rows = docs.join(lab, "exact_survivor", "left")
-    rows = rows.withColumn("label", F.coalesce("label", F.concat(F.lit("1"), "exact_survivor")))
-    rows = rows.withColumn("cluster_id", F.coalesce("old_cluster", F.expr("substring(label, 2)")))
-    joins_earlier = F.col("old_cluster").isNotNull() | F.col("label").startswith("0")
-    best = Window.partitionBy("cluster_id").orderBy(F.desc("n_words"), "doc_id")
-    survivor = F.first("doc_id").over(best)
-    is_kept = ~joins_earlier & (F.col("doc_id") == survivor)
+    rows = groups.where("old_cluster IS NULL").join(
+        components.withColumnRenamed("node", "exact_hash"), "exact_hash", "left"
+    )
+    rows = rows.withColumn("component", F.coalesce("component", "exact_hash"))
+    if old_hash is not None:  # components that reach back to an earlier batch
+        reached = components.join(old_hash.withColumnRenamed("exact_hash", "node"), "node")
+        reached = reached.groupBy("component").agg(F.min("old_cluster").alias("earlier_cluster"))
+        rows = rows.join(F.broadcast(reached), "component", "left")
+    else:
+        rows = rows.withColumn("earlier_cluster", F.lit(None).cast("string"))
+    group = Window.partitionBy("component")
+    best = group.orderBy(F.desc("n_words"), "doc_id")
+    joins_earlier = F.col("earlier_cluster").isNotNull()
+    is_kept = ~joins_earlier & (F.col("doc_id") == F.first("doc_id").over(best))
     reason = (
         F.when(is_kept, F.lit(None))
-        .when(F.col("old_cluster").isNotNull() | (F.col("doc_id") != F.col("exact_survivor")), F.lit("dup_exact"))
+        .when(F.col("doc_id") != F.col("exact_survivor"), F.lit("dup_exact"))
         .otherwise(F.lit("dup_minhash"))
     )
-    return rows.select(
-        "doc_id", "cluster_id", is_kept.alias("is_kept"), reason.cast("string").alias("dup_reason"), "exact_hash",
-        F.lit(cfg.fingerprint()).alias("dedup_version"), F.current_timestamp().alias("deduped_at"),
+    fresh = rows.select(
+        "doc_id", F.coalesce("earlier_cluster", F.min("doc_id").over(group)).alias("cluster_id"),
+        is_kept.alias("is_kept"), reason.cast("string").alias("dup_reason"), "exact_hash",
     )  # fmt: skip
+    seen = groups.where("old_cluster IS NOT NULL").select(
+        "doc_id", F.col("old_cluster").alias("cluster_id"), F.lit(False).alias("is_kept"),
+        F.lit("dup_exact").alias("dup_reason"), "exact_hash",
+    )  # fmt: skip
+    return fresh.unionByName(seen).select(
+        "*", F.lit(cfg.fingerprint()).alias("dedup_version"), F.current_timestamp().alias("deduped_at")
+    )
 
 
 @job("dedup", config=DedupConfig)

@@ -105,5 +105,34 @@ def test_changed_parameters_refuse_to_mix(spark, make_settings) -> None:
     write_clean(spark, settings.tables.schema, {"a": A})
     run(spark, settings)
     other = replace(settings, job=replace(settings.job, bands=16, rows=8))
-    with pytest.raises(ConfigError, match="was built with dedup-v1-.* this run is dedup-v1-"):
+    with pytest.raises(ConfigError, match="was built with dedup-v2-.* this run is dedup-v2-"):
         run(spark, other)
+
+
+def test_crowded_buckets_list_every_pair(spark) -> None:
+    docs = {"base": A, **{f"v{i}": edit(A, 0.01, 20 + i) for i in range(4)}, "other": B}
+    out = result(spark, docs, partitions=3)
+    survivor = min((k for k in docs if k != "other"), key=lambda k: (-len(docs[k].split()), k))
+    assert {k: v[0] for k, v in out.items()} == {**dict.fromkeys(docs, "base"), "other": "other"}
+    assert sorted(k for k, v in out.items() if v[1]) == sorted([survivor, "other"])
+    assert {v[2] for k, v in out.items() if not v[1]} == {"dup_minhash"}
+
+
+def test_new_document_bridging_two_earlier_clusters_joins_the_smaller(spark, make_settings) -> None:
+    words = text(500).split()
+    settings = make_settings(DedupConfig(bands=32, rows=2, threshold=0.4))  # candidates at J = 0.5: 0.9999
+    schema = settings.tables.schema
+    spark.sql(f"CREATE SCHEMA {schema}")
+    write_clean(spark, schema, {"y": " ".join(words[200:500]), "x": " ".join(words[:300])})  # J ≈ 0.2
+    assert run(spark, settings).metrics["docs_kept"] == 2
+    write_clean(spark, schema, {"z": " ".join(words[100:400]), "x_again": " ".join(words[:300]).upper()})
+    later = run(spark, settings).metrics  # z: J ≈ 0.5 with each of x and y
+    assert (later["docs_in"], later["docs_kept"]) == (2, 0)
+    rows = {r["doc_id"]: tuple(r)[1:] for r in spark.table(f"{schema}.docs_dedup").select(
+        "doc_id", "cluster_id", "is_kept", "dup_reason").collect()}  # fmt: skip
+    assert rows == {
+        "x": ("x", True, None),
+        "y": ("y", True, None),  # earlier decisions stay
+        "z": ("x", False, "dup_minhash"),
+        "x_again": ("x", False, "dup_exact"),
+    }
