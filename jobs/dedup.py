@@ -70,21 +70,25 @@ def exact_groups(sigs: Any) -> Any:
 
 
 def candidate_pairs(nodes: Any) -> Any:
-    """Pairs of node ids (a < b) that share at least one band key, at least one of them new. ``nodes``: (id bigint,
-    new boolean, bands); keys already carry their band's index, so one shuffle buckets every band at once.
+    """Pairs of node ids (a < b) that share at least one band key. ``nodes``: (id bigint, bands), plus ``new``
+    (boolean) when some nodes come from earlier batches: then at least one of the two must be new. Keys already
+    carry their band's index, so one shuffle buckets every band at once.
 
     Nearly every key belongs to one node only. A window count over the shuffled, sorted keys drops those before
-    anything is collected; measured 1.8× faster than collecting every bucket (and than a hash aggregate, whose
-    map-side pass cannot shrink keys that are almost all distinct)."""
+    anything is collected, which is cheaper than collecting every bucket or than a hash aggregate (whose map-side
+    pass cannot shrink keys that are almost all distinct); see bench/README.md."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    exploded = nodes.select("id", "new", F.explode("bands").alias("key"))
+    flags = ["new"] if "new" in nodes.columns else []
+    exploded = nodes.select("id", *flags, F.explode("bands").alias("key"))  # flat fixed-width rows to shuffle
     shared = exploded.withColumn("n", F.count(F.lit(1)).over(Window.partitionBy("key"))).where("n > 1")
-    buckets = shared.groupBy("key").agg(F.collect_list(F.struct("id", "new")).alias("m"))
+    buckets = shared.groupBy("key").agg(F.collect_list(F.struct("id", *flags)).alias("m"))
     pairs = buckets.select(F.explode("m").alias("x"), "m").select("x", F.explode("m").alias("y"))
-    pairs = pairs.where((F.col("x.id") < F.col("y.id")) & (F.col("x.new") | F.col("y.new")))
-    return pairs.select(F.col("x.id").alias("a"), F.col("y.id").alias("b")).distinct()
+    keep = F.col("x.id") < F.col("y.id")
+    if "new" in nodes.columns:
+        keep &= F.col("x.new") | F.col("y.new")
+    return pairs.where(keep).select(F.col("x.id").alias("a"), F.col("y.id").alias("b")).distinct()
 
 
 def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = False) -> Any:
@@ -102,22 +106,18 @@ def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = Fa
     return scored.where(F.col("jaccard") >= threshold).select("a", "b", "jaccard")
 
 
-def connected_components(edges: Any, max_iterations: int) -> Any:
+def connected_components(edges: Any, max_iterations: int, edge_count: int | None = None) -> Any:
     """(node, component) for every node of an edge: the smallest node id of its connected component, by label
     propagation in Spark. Each node is also its own neighbour, so one join and one aggregation per round give both
     the new label (the smallest label in the closed neighbourhood) and the old one (the node's own), and the round
-    ends when no label moved. Round one starts from every node labelled with itself and needs no join."""
+    ends when no label moved. Round one starts from every node labelled with itself and needs no join. While the
+    labels are few (``edge_count``, when the caller knows it, bounds them), rounds ship them to the edges."""
     from pyspark.sql import functions as F
 
-    nodes = edges.select(F.col("a").alias("node")).unionByName(edges.select(F.col("b").alias("node"))).distinct()
-    closed = (
-        edges.select("a", "b")
-        .unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
-        .unionByName(nodes.select(F.col("node").alias("a"), F.col("node").alias("b")))
-        .localCheckpoint()
-    )
+    both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
+    closed = both.unionByName(both.select("a", F.col("a").alias("b")))  # + a self-loop per edge end
     labels = closed.groupBy(F.col("a").alias("node")).agg(F.min("b").alias("label")).localCheckpoint()
-    small = labels.count() < BROADCAST_ROWS  # then each round ships the labels instead of shuffling the edges
+    small = 2 * (edges.count() if edge_count is None else edge_count) < BROADCAST_ROWS
     for iteration in range(1, max_iterations):
         offered = labels.withColumnRenamed("node", "b")
         offers = closed.join(F.broadcast(offered) if small else offered, "b").groupBy(F.col("a").alias("node"))
@@ -156,8 +156,9 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     known = groups.where("old_cluster IS NOT NULL OR doc_id != exact_survivor").select("doc_id")
     known = F.broadcast(known) if known.count() < BROADCAST_ROWS else known
     fresh = raw.join(known, "doc_id", "left_anti").select("doc_id", *SIG_COLUMNS).localCheckpoint()
-    nodes = fresh.select(F.col("exact_hash").alias("id"), F.lit(True).alias("new"), "bands")
+    nodes = fresh.select(F.col("exact_hash").alias("id"), "bands")
     if earlier_sigs is not None:
+        nodes = nodes.withColumn("new", F.lit(True))
         nodes = nodes.unionByName(
             earlier_sigs.select(F.col("exact_hash").alias("id"), F.lit(False).alias("new"), "bands")
         )
@@ -168,7 +169,7 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     edges = verified_edges(pairs, signatures, cfg.threshold, broadcast=stats["candidate_pairs"] < BROADCAST_ROWS)
     edges = edges.localCheckpoint()
     stats["verified_pairs"] = edges.count()
-    components = connected_components(edges, cfg.max_iterations)
+    components = connected_components(edges, cfg.max_iterations, stats["verified_pairs"])
     return assemble(groups, components, old_hash, cfg), fresh, stats
 
 
