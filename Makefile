@@ -13,6 +13,7 @@ LOCK_HASH := $(shell cat $(LOCK) $(NO_DEPS) | sha256sum | cut -c1-12)
 VENV := $(BACKFORTH_CACHE)/venv-$(LOCK_HASH)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BYTECODE := $(VENV)/.bytecode
 # The project itself is installed editable; re-done when pyproject.toml changes (entry points, package map).
 PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
@@ -30,7 +31,17 @@ $(STAMP): $(LOCK) $(NO_DEPS)
 	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r $(NO_DEPS)
 	@touch $(STAMP)
 
-$(PROJECT_STAMP): $(STAMP) pyproject.toml
+# Byte-compile the installed packages once. Python only writes .pyc files on import when it may; where
+# PYTHONDONTWRITEBYTECODE is set (some CI images and containers), every process, Spark's Python workers included,
+# would otherwise recompile pyspark, pandas, numba and torch from source on each start (seconds per worker).
+# A few files are not meant to compile on 3.11 (a torch test helper written for 3.12): compileall's exit status is
+# ignored for them, and any module that failed is simply compiled on import as before.
+$(BYTECODE): $(STAMP)
+	@echo ">> byte-compiling the virtualenv (once)"
+	@$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null 2>&1 || true
+	@touch $(BYTECODE)
+
+$(PROJECT_STAMP): $(BYTECODE) pyproject.toml
 	UV_CACHE_DIR=$(BACKFORTH_CACHE)/uv $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.project-* && touch $(PROJECT_STAMP)
 
