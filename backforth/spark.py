@@ -78,7 +78,11 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={data} -Dlog4j.configurationFile=file:{log4j}",
+        # Local mode runs every task in this one JVM. On few cores G1's concurrent collector threads compete with
+        # the task threads; the throughput collector measured ~13 % faster on the 50k dedup bench (2 cores).
+        "spark.driver.extraJavaOptions": (
+            f"-Dderby.system.home={data} -Dlog4j.configurationFile=file:{log4j} -XX:+UseParallelGC"
+        ),
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.databricks.delta.snapshotPartitions": "2",  # Delta log replay on tiny tables: 50 tasks → 2
