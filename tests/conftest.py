@@ -38,6 +38,16 @@ def make_settings(data_dir: Path):
 
 
 @pytest.fixture(scope="session")
+def new_settings(data_dir: Path):
+    """``new_settings(job_cfg)``: settings in a new schema of their own, for fixtures shared by several tests."""
+
+    def make(job_cfg=None) -> Settings:
+        return Settings(data_dir=str(data_dir), tables=TablesConfig(schema=f"t_{uuid.uuid4().hex[:8]}"), job=job_cfg)
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised 2-layer Llama with the embedded model's real tokenizer (no download)."""
     import shutil

@@ -51,21 +51,37 @@ def wait_for(predicate, timeout: float, what: str, procs: list[subprocess.Popen]
 
 
 @pytest.fixture(scope="module")
-def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``deploy/pack_env.py`` output; its dependency venv is cached outside the clone, keyed by the lock file."""
+def packing(tmp_path_factory: pytest.TempPathFactory):
+    """``deploy/pack_env.py`` started in the background (the cluster's daemons start meanwhile); its dependency venv
+    is cached outside the clone, keyed by the lock file. Yields (process, output folder, log file)."""
     from backforth.spark import cache_dir
 
     out = cache_dir() / "test-dist"
+    log = tmp_path_factory.mktemp("pack") / "pack_env.log"
     cmd = [sys.executable, str(REPO / "deploy" / "pack_env.py"), "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"pack_env failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        yield proc, out, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def packed(packing) -> Path:
+    """The finished ``deploy/pack_env.py`` output."""
+    proc, out, log = packing
+    returncode = proc.wait(timeout=600)
+    assert returncode == 0, f"pack_env failed:\n{log.read_text()[-5000:]}"
     return out
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory):
-    """A standalone master and two one-core workers on 127.0.0.1; every daemon is killed afterwards, even when the
-    test fails (each runs in its own process group)."""
+def cluster(packing, tmp_path_factory: pytest.TempPathFactory):
+    """A standalone master and two one-core workers on 127.0.0.1 (started while the env is packed); every daemon is
+    killed afterwards, even when the test fails (each runs in its own process group)."""
     root = tmp_path_factory.mktemp("standalone")
     home = spark_home()
     env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root / "logs")}
@@ -110,8 +126,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.timeout(900)
 def test_pipeline_submitted_to_standalone_cluster_with_packed_env(
-    packed: Path, cluster: dict, tmp_path: Path, spark
-) -> None:
+    cluster: dict, spark, packed: Path, tmp_path: Path
+) -> None:  # fixture order: packing, cluster and the suite's local session start side by side, then packing ends
     from backforth.spark import submit_args
 
     archive = packed / "backforth-env.tar.gz"
@@ -128,6 +144,7 @@ def test_pipeline_submitted_to_standalone_cluster_with_packed_env(
         "spark.python.worker.reuse": "true",
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.sql.shuffle.partitions": "4",
+        "spark.databricks.delta.snapshotPartitions": "2",  # as local sessions: Delta log replay on tiny tables
         "spark.ui.enabled": "false",
     }
     cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", cluster["master"], "--deploy-mode", "client",

@@ -22,7 +22,7 @@ def _seed_tables(spark, settings, n: int = 12) -> None:
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def seed_tables(spark):
     """``seed_tables(settings)``: docs_clean + docs_dedup with 12 kept documents in the settings' schema."""
     return lambda settings, n=12: _seed_tables(spark, settings, n)

@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from backforth.config import Settings
 from backforth.registry import get_job
 from backforth.runner import run_job
 from jobs.backtranslate import BacktranslateConfig
 
 pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def seeded(new_settings, seed_tables) -> Settings:
+    """docs_clean + docs_dedup with 12 kept documents, once for the module: the tests only read them, and each
+    writes an instructions table of its own."""
+    settings = new_settings()
+    seed_tables(settings)
+    return settings
 
 
 def fake_cfg(log_dir: Path, **options) -> BacktranslateConfig:
@@ -28,11 +38,8 @@ def prompts_generated(log_dir: Path) -> int:
     return sum(e.get("n", 0) for e in generated(log_dir) if e["event"] == "generate")
 
 
-def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(
-    spark, make_settings, seed_tables, tmp_path
-):
-    settings = make_settings(fake_cfg(tmp_path / "log"))
-    seed_tables(settings)
+def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(spark, seeded, tmp_path):
+    settings = replace(seeded, job=fake_cfg(tmp_path / "log"))
     spec = get_job("backtranslate")
     outcome = run_job(spec, settings, spark)
     table = f"{settings.tables.schema}.instructions"
@@ -72,20 +79,19 @@ def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(
     assert third.metrics["docs_rows"] == 12 and spark.table(table).count() == 24
 
 
-def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_settings, seed_tables, tmp_path):
+def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, seeded, tmp_path):
     log = tmp_path / "log"
-    settings = make_settings(replace(fake_cfg(log, fail_after=5), shard_rows=3))
-    seed_tables(settings)
+    output = "instructions_crash"
+    settings = replace(seeded, job=replace(fake_cfg(log, fail_after=5), shard_rows=3, output_table=output))
     spec = get_job("backtranslate")
     with pytest.raises(Exception, match="simulated crash"):
         run_job(spec, settings, spark)
-    table = f"{settings.tables.schema}.instructions"
+    table = f"{settings.tables.schema}.{output}"
     written = spark.table(table).count()
     assert 0 < written < 12  # the finished shards were committed, the one in flight was not
     before = prompts_generated(log)
 
-    settings.job = fake_cfg(log)
-    settings.job.shard_rows = 3
+    settings.job = replace(fake_cfg(log), shard_rows=3, output_table=output)
     resumed = run_job(spec, settings, spark)
     assert resumed.metrics["docs_rows"] == 12 - written
     assert prompts_generated(log) - before == 12 - written  # only the unfinished documents were generated again
@@ -93,11 +99,11 @@ def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, make_
     assert len(rows) == 12 and all(r["count"] == 1 for r in rows)
 
 
-def test_one_engine_per_python_worker_across_tasks(spark, make_settings, seed_tables, tmp_path):
+def test_one_engine_per_python_worker_across_tasks(spark, seeded, tmp_path):
     log = tmp_path / "log"
-    cfg = replace(fake_cfg(log), shard_rows=2, model_options={"parallelism": 2, "options": {"log_dir": str(log)}})
-    settings = make_settings(cfg)
-    seed_tables(settings)
+    cfg = replace(fake_cfg(log), shard_rows=2, model_options={"parallelism": 2, "options": {"log_dir": str(log)}},
+                  output_table="instructions_engines")  # fmt: skip
+    settings = replace(seeded, job=cfg)
     outcome = run_job(get_job("backtranslate"), settings, spark)
     events = generated(log)
     constructions: dict[int, int] = {}

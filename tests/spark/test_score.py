@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from backforth.config import Settings
 from backforth.registry import get_job
 from backforth.runner import run_job
 from jobs.backtranslate import BacktranslateConfig
@@ -18,12 +19,20 @@ def fake_options(tmp_path, **extra) -> dict:
     return {"options": {"log_dir": str(tmp_path / "log"), **extra}}
 
 
-@pytest.fixture
-def translated(spark, make_settings, seed_tables, tmp_path):
-    settings = make_settings(BacktranslateConfig(model="fake", model_options=fake_options(tmp_path)))
+@pytest.fixture(scope="module")
+def translated_once(spark, new_settings, seed_tables, tmp_path_factory) -> Settings:
+    """12 documents and their instructions, generated once for the module: the tests only read them, and each
+    scores into an output table of its own."""
+    cfg = BacktranslateConfig(model="fake", model_options=fake_options(tmp_path_factory.mktemp("backtranslate")))
+    settings = new_settings(cfg)
     seed_tables(settings)
     run_job(get_job("backtranslate"), settings, spark)
     return settings
+
+
+@pytest.fixture
+def translated(translated_once) -> Settings:
+    return replace(translated_once)  # a copy: each test sets its own job config
 
 
 def test_text_mode_parses_scores_and_reports_the_sanity_auc(spark, translated, tmp_path) -> None:
@@ -53,19 +62,20 @@ def test_text_mode_parses_scores_and_reports_the_sanity_auc(spark, translated, t
 
 def test_unparseable_judge_output_is_an_invalid_row_not_a_failure(spark, translated, tmp_path) -> None:
     translated.job = ScoreConfig(model="fake", model_options=fake_options(tmp_path, reply="Looks fine to me {words}"),
-                                 sanity_pairs=0)  # fmt: skip
+                                 sanity_pairs=0, output_table="scores_unparseable")  # fmt: skip
     outcome = run_job(get_job("score"), translated, spark)
-    rows = spark.table(f"{translated.tables.schema}.scores").collect()
+    rows = spark.table(f"{translated.tables.schema}.scores_unparseable").collect()
     assert len(rows) == 12 and not any(r["valid"] for r in rows)
     assert {r["invalid_reason"] for r in rows} == {"no_score"}
     assert outcome.metrics["valid_rate"] == 0.0 and outcome.metrics["invalid.no_score"] == 12
 
 
 def test_logprob_mode_reads_digit_probabilities_with_a_mass_floor(spark, translated, tmp_path) -> None:
-    cfg = ScoreConfig(model="fake", mode="logprob", model_options=fake_options(tmp_path), sanity_pairs=4)
+    cfg = ScoreConfig(model="fake", mode="logprob", model_options=fake_options(tmp_path), sanity_pairs=4,
+                      output_table="scores_logprob")  # fmt: skip
     translated.job = cfg
     outcome = run_job(get_job("score"), translated, spark)
-    rows = spark.table(f"{translated.tables.schema}.scores").where("pair_kind = 'matched'").collect()
+    rows = spark.table(f"{translated.tables.schema}.scores_logprob").where("pair_kind = 'matched'").collect()
     assert len(rows) == 12
     for r in rows:
         assert r["mode"] == "logprob" and r["valid"] and r["digit_mass"] == pytest.approx(0.9)
