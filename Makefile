@@ -22,7 +22,9 @@ PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -
 venv: $(PROJECT_STAMP)
 	@ln -sfn $(VENV) .venv
 
-$(STAMP): $(LOCK) $(NO_DEPS)
+# No file prerequisites: the folder name already carries the lock files' hash, and a fresh clone's new mtimes must
+# not re-run the install.
+$(STAMP):
 	@echo ">> creating virtualenv $(VENV) (pinned dependencies from $(LOCK); cached for later runs)"
 	@mkdir -p $(BACKFORTH_CACHE)
 	$(PYTHON) -m venv $(VENV)
