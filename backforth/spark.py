@@ -79,7 +79,8 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": str(data / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={data / 'metastore_db'};create=true",
         # Local mode runs every task in this one JVM. On few cores G1's concurrent collector threads compete with
-        # the task threads; the throughput collector measured ~13 % faster on the 50k dedup bench (2 cores).
+        # the task threads; with the throughput collector, dedup of the 50k bench corpus took ~14 % less time on
+        # 2 cores (cold 16.2 s → 14.0 s, mean of alternating runs; bench/README.md).
         "spark.driver.extraJavaOptions": (
             f"-Dderby.system.home={data} -Dlog4j.configurationFile=file:{log4j} -XX:+UseParallelGC"
         ),

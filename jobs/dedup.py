@@ -86,7 +86,7 @@ def candidate_pairs(nodes: Any) -> Any:
     buckets = shared.groupBy("key").agg(F.collect_list(F.struct("id", *flags)).alias("m"))
     pairs = buckets.select(F.explode("m").alias("x"), "m").select("x", F.explode("m").alias("y"))
     keep = F.col("x.id") < F.col("y.id")
-    if "new" in nodes.columns:
+    if flags:
         keep &= F.col("x.new") | F.col("y.new")
     return pairs.where(keep).select(F.col("x.id").alias("a"), F.col("y.id").alias("b")).distinct()
 
@@ -106,18 +106,18 @@ def verified_edges(pairs: Any, sigs: Any, threshold: float, broadcast: bool = Fa
     return scored.where(F.col("jaccard") >= threshold).select("a", "b", "jaccard")
 
 
-def connected_components(edges: Any, max_iterations: int, edge_count: int | None = None) -> Any:
+def connected_components(edges: Any, max_iterations: int, edge_count: int) -> Any:
     """(node, component) for every node of an edge: the smallest node id of its connected component, by label
     propagation in Spark. Each node is also its own neighbour, so one join and one aggregation per round give both
     the new label (the smallest label in the closed neighbourhood) and the old one (the node's own), and the round
     ends when no label moved. Round one starts from every node labelled with itself and needs no join. While the
-    labels are few (``edge_count``, when the caller knows it, bounds them), rounds ship them to the edges."""
+    labels are few (at most 2 × ``edge_count``, which the caller has counted), rounds ship them to the edges."""
     from pyspark.sql import functions as F
 
     both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
     closed = both.unionByName(both.select("a", F.col("a").alias("b")))  # + a self-loop per edge end
     labels = closed.groupBy(F.col("a").alias("node")).agg(F.min("b").alias("label")).localCheckpoint()
-    small = 2 * (edges.count() if edge_count is None else edge_count) < BROADCAST_ROWS
+    small = 2 * edge_count < BROADCAST_ROWS
     for iteration in range(1, max_iterations):
         offered = labels.withColumnRenamed("node", "b")
         offers = closed.join(F.broadcast(offered) if small else offered, "b").groupBy(F.col("a").alias("node"))

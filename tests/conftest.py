@@ -26,25 +26,21 @@ def spark(data_dir: Path):
     session.stop()
 
 
+def new_schema() -> str:
+    return f"t_{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture
 def make_settings(data_dir: Path):
     """Settings in a schema of their own, so tests never see each other's tables."""
-    schema = f"t_{uuid.uuid4().hex[:8]}"
-
-    def make(job_cfg=None) -> Settings:
-        return Settings(data_dir=str(data_dir), tables=TablesConfig(schema=schema), job=job_cfg)
-
-    return make
+    schema = new_schema()
+    return lambda job_cfg=None: Settings(data_dir=str(data_dir), tables=TablesConfig(schema=schema), job=job_cfg)
 
 
 @pytest.fixture(scope="session")
 def new_settings(data_dir: Path):
-    """``new_settings(job_cfg)``: settings in a new schema of their own, for fixtures shared by several tests."""
-
-    def make(job_cfg=None) -> Settings:
-        return Settings(data_dir=str(data_dir), tables=TablesConfig(schema=f"t_{uuid.uuid4().hex[:8]}"), job=job_cfg)
-
-    return make
+    """``new_settings(job_cfg)``: settings in a new schema on every call, for fixtures shared by several tests."""
+    return lambda job_cfg=None: Settings(data_dir=str(data_dir), tables=TablesConfig(schema=new_schema()), job=job_cfg)
 
 
 @pytest.fixture(scope="session")
