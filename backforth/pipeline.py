@@ -16,10 +16,9 @@ from typing import Any
 
 from backforth.config import ConfigError, Settings, load_settings, parse_override
 from backforth.pipeline_modes import apply_mode
-from backforth.registry import get_job, load_jobs
+from backforth.registry import get_job, load_jobs, pipeline_steps
 
 log = logging.getLogger("backforth.pipeline")
-STEPS = ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export", "report"]
 GLOBAL_KEYS = ("data_dir", "spark", "tables", "mlflow", "env")
 
 
@@ -53,21 +52,21 @@ def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: l
     from backforth.runner import run_job, setup_mlflow
     from backforth.spark import get_spark
 
-    overrides, steps, _ = apply_mode(overrides, steps, STEPS, conf_dir)  # --set pipeline.models=finetuned
-    steps = steps or STEPS
+    order = pipeline_steps()
+    overrides, steps, _ = apply_mode(overrides, steps, order, conf_dir)  # --set pipeline.models=finetuned
+    steps = steps or order
     unknown = [s for s in steps if s not in load_jobs()]
     if unknown:
-        raise ConfigError(f"unknown pipeline step(s) {unknown} (known: {', '.join(STEPS)})")
+        raise ConfigError(f"unknown pipeline step(s) {unknown} (known: {', '.join(order)})")
     plans = []
     for step in steps:  # resolve and validate every step's config before anything runs
         spec = get_job(step)
         plans.append((spec, load_settings(step, spec.config_cls, env, route_overrides(step, overrides, spec.config_cls),
                                           conf_dir)))  # fmt: skip
     configs = {spec.name: s.job for spec, s in plans}
-    if "report" in configs and "export" in configs:  # the report describes the export: its kind, beside its files
-        from jobs.report import follow_export
-
-        follow_export(configs["report"], configs["export"])
+    for spec, settings in plans:  # e.g. the report follows the export: its kind, its page beside the files
+        if spec.plan is not None:
+            spec.plan(settings.job, configs)
     base: Settings = plans[0][1]
     setup_mlflow(base)
     spark = get_spark(base)
@@ -85,32 +84,19 @@ def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: l
 
 
 def summary(result: dict) -> str:
-    """Counts per stage and per reason, where things are, three sample pairs, how to open MLflow."""
+    """The run's funnel with the reasons per stage (backforth.catalog), where things are, three sample pairs, how to
+    open MLflow."""
+    from backforth import catalog
     from backforth.runner import tracking_uri
     from backforth.tables import qualify, table_exists
-    from jobs.export import stage_counts
 
     spark, settings = result["spark"], result["settings"]
     lines = ["", "backforth pipeline: done", ""]
-    counts = stage_counts(spark, settings)
-    export = result["outcomes"].get("export")
-    if export is not None:
-        counts["pairs exported"] = int(export.metrics.get("pairs_exported", 0))
-    width = max((len(k) for k in counts), default=10)
-    lines += [f"  {k:<{width}}  {v:>7}" for k, v in counts.items()]
-    reasons = {
-        "clean drops": ("docs_clean", "drop_reason", "drop_reason IS NOT NULL"),
-        "dedup drops": ("docs_dedup", "dup_reason", "dup_reason IS NOT NULL"),
-        "instruction rejects": ("instructions", "coalesce(error, reject_reason)", "instruction IS NULL"),
-        "invalid scores": ("scores", "invalid_reason", "NOT valid"),
-        "response statuses": ("responses", "status", "true"),
-    }
-    for label, (table, expr, where) in reasons.items():
-        fqn = qualify(settings, table)
-        if table_exists(spark, fqn):
-            rows = spark.sql(f"SELECT {expr} AS r, count(*) AS n FROM {fqn} WHERE {where} GROUP BY 1 ORDER BY 2 DESC")
-            found = ", ".join(f"{r['r']} {r['n']}" for r in rows.collect())
-            lines.append(f"  {label}: {found or 'none'}")
+    stages = catalog.funnel(spark, settings)
+    width = max((len(s.label) for s in stages), default=10)
+    for s in stages:
+        why = ", ".join(f"{r} {n}" for r, n in sorted(s.reasons.items(), key=lambda x: -x[1]))
+        lines.append(f"  {s.label:<{width}}  {s.kept:>7}" + (f"   dropped: {why}" if why else ""))
     pairs = qualify(settings, "sft_pairs")
     if table_exists(spark, pairs):
         lines += ["", "Three sample pairs (sft_pairs):"]
@@ -118,18 +104,18 @@ def summary(result: dict) -> str:
             lines.append(f"  Q: {short(r['instruction'], 150)}")
             lines.append(f"  A: {short(r['response'], 300)}")
             lines.append("")
-    for spec, s in result["plans"]:
-        if spec.name == "export":
-            folder = Path(s.job.output_dir or s.data_path / "export" / s.job.kind).resolve()
-            lines.append(f"Files: {folder}/ (jsonl/, parquet/, README.md dataset card)")
-        if spec.name == "report" and "report" in result["outcomes"]:
-            from jobs.report import report_path
-
-            lines.append(f"Report: {report_path(s)} (one HTML page, opens offline; also in the report step's run)")
+    outcomes = result["outcomes"]
+    if "export" in outcomes and outcomes["export"].tags.get("backforth.export_dir"):
+        lines.append(
+            f"Files: {outcomes['export'].tags['backforth.export_dir']}/ (jsonl/, parquet/, README.md dataset card)"
+        )
+    if "report" in outcomes and outcomes["report"].tags.get("backforth.report_path"):
+        path = outcomes["report"].tags["backforth.report_path"]
+        lines.append(f"Report: {path} (one HTML page, opens offline; also in the report step's run)")
     uri = tracking_uri(settings)
     lines += [
         f"Tables: schema '{settings.tables.schema}' in {settings.data_path / 'warehouse'} "
-        '(backforth sql "SELECT ... FROM sft_pairs")',
+        '(backforth sql "SELECT ... FROM sft_pairs"; lineage: backforth sql "SELECT * FROM step_runs")',
         f"MLflow: run {result['run_id']} (one nested run per step); mlflow ui --backend-store-uri {uri} --port 5000",
     ]
     notes = {

@@ -21,6 +21,7 @@ class JobResult:
     tags: dict[str, str] = field(default_factory=dict)  # run tags: step version, model, prompt versions, notes
     tables: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # name → columns: tables/<name>.json
     artifacts: dict[str, str] = field(default_factory=dict)  # local file → artifact folder of the run ("" = root)
+    lineage: Any = None  # a backforth.lineage.StepRun with what the job knows: step_version, inputs, model, rows
 
 
 JobFn = Callable[[Any, Any], "dict[str, float] | JobResult"]
@@ -33,10 +34,14 @@ class JobSpec:
     name: str
     config_cls: type
     fn: JobFn
+    description: str | None = None  # one line; default: the first line of the job module's docstring
+    plan: Callable[[Any, dict[str, Any]], None] | None = None  # in a pipeline: adjust own config from the others'
 
     @property
     def summary(self) -> str:
-        """First line of the job module's docstring: what ``backforth --help`` shows."""
+        """What ``backforth --help`` shows for the job."""
+        if self.description:
+            return self.description
         doc = sys.modules[self.fn.__module__].__doc__ or self.fn.__doc__ or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
 
@@ -44,27 +49,37 @@ class JobSpec:
 JOBS: dict[str, JobSpec] = {}
 
 
-def job(name: str, config: type) -> Callable[[JobFn], JobFn]:
+def job(
+    name: str, config: type, description: str | None = None, plan: Callable[[Any, dict[str, Any]], None] | None = None
+) -> Callable[[JobFn], JobFn]:
     """Register ``fn(spark, settings) -> metrics`` as job ``name`` configured by dataclass ``config``."""
 
     def register(fn: JobFn) -> JobFn:
         existing = JOBS.get(name)
         if existing and existing.fn.__module__ != fn.__module__:
             raise ValueError(f"job '{name}' registered twice: {existing.fn.__module__} and {fn.__module__}")
-        JOBS[name] = JobSpec(name=name, config_cls=config, fn=fn)
+        JOBS[name] = JobSpec(name=name, config_cls=config, fn=fn, description=description, plan=plan)
         return fn
 
     return register
 
 
-def load_jobs() -> dict[str, JobSpec]:
-    """Import every module of the ``jobs`` package so their decorators run; returns the registry."""
-    import jobs as package
+JOBS_PACKAGE = "jobs"  # loaded by name: the core never imports the steps statically
 
+
+def load_jobs() -> dict[str, JobSpec]:
+    """Import every module of the jobs package so their decorators run; returns the registry."""
+    package = importlib.import_module(JOBS_PACKAGE)
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"jobs.{info.name}")
+            importlib.import_module(f"{JOBS_PACKAGE}.{info.name}")
     return JOBS
+
+
+def pipeline_steps() -> list[str]:
+    """The order ``backforth pipeline`` runs the steps in, as the jobs package declares it (``PIPELINE``)."""
+    load_jobs()
+    return list(importlib.import_module(JOBS_PACKAGE).PIPELINE)
 
 
 def get_job(name: str) -> JobSpec:

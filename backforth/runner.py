@@ -1,6 +1,7 @@
 """Runs one job inside one MLflow run: config, tags, params, metrics and Delta lineage are logged here, not in jobs.
 
-Lineage convention: every ``*_table`` field of a job config names a table the job touches; fields starting with
+Lineage: every run is one row of ``step_runs`` (backforth.lineage), started before the job and completed after it.
+MLflow convention: every ``*_table`` field of a job config names a table the job touches; fields starting with
 ``input`` are inputs, the others outputs. After the job returns, each table that exists is logged as an MLflow
 dataset pinned to its current Delta version (context ``input`` or ``output``), and as a ``table.<field>`` tag.
 """
@@ -34,6 +35,8 @@ class JobOutcome:
     tracking_uri: str
     metrics: dict[str, float]
     tables: dict[str, int]
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)  # the job's own run tags (paths it wrote, ...)
+    step_run: str | None = None  # the run's row in step_runs
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -145,10 +148,44 @@ def log_lineage(spark: Any, settings: Settings) -> dict[str, int]:
     return versions
 
 
+def input_refs(spark: Any, settings: Settings) -> list[Any]:
+    """The job's ``input*_table`` tables that exist, at their current Delta versions (what it is about to read)."""
+    from backforth.lineage import InputRef
+    from backforth.tables import qualify, table_exists, table_version
+
+    refs = []
+    for field_name, short in table_fields(settings.job).items():
+        fqn = qualify(settings, short)
+        if field_name.startswith("input") and table_exists(spark, fqn):
+            refs.append(InputRef(fqn, table_version=table_version(spark, fqn)))
+    return refs
+
+
+def complete(step_run: Any, reported: Any, settings: Settings, defaults: list[Any], tables: dict[str, int]) -> None:
+    """Fill the lineage row from what the job reported, else from its config's tables."""
+    import dataclasses as dc
+
+    from backforth.tables import qualify
+
+    if reported is not None:
+        for f in dc.fields(reported):
+            if f.name not in ("run_id", "step", "status", "mlflow_run_id", "started_at") and getattr(reported, f.name):
+                setattr(step_run, f.name, getattr(reported, f.name))
+    reported_tables = {ref.table for ref in step_run.inputs}
+    step_run.inputs = list(step_run.inputs) + [ref for ref in defaults if ref.table not in reported_tables]
+    output = getattr(settings.job, "output_table", None)
+    if step_run.output_table is None and isinstance(output, str):
+        step_run.output_table = qualify(settings, output)
+    if step_run.output_table in tables:
+        step_run.output_version = tables[step_run.output_table]
+
+
 def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
-    """Run ``spec`` with ``settings`` as one MLflow run; a failing job marks the run FAILED and re-raises."""
+    """Run ``spec`` with ``settings`` as one MLflow run and one ``step_runs`` row; a failing job marks both FAILED
+    and re-raises."""
     import mlflow
 
+    from backforth import lineage
     from backforth.spark import get_spark
 
     experiment_id = setup_mlflow(settings)
@@ -156,8 +193,20 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
     with mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None) as run:
         log_config(spec, settings)
         spark = spark or get_spark(settings)
+        step_run = lineage.StepRun(step=spec.name, mlflow_run_id=run.info.run_id)
+        defaults = input_refs(spark, settings)
+        lineage.record_start(spark, settings, step_run)
+        mlflow.set_tag("backforth.step_run", step_run.run_id)
         started = time.perf_counter()
-        result = spec.fn(spark, settings)
+        try:
+            result = spec.fn(spark, settings)
+        except BaseException as exc:
+            step_run.status, step_run.error = lineage.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+            try:
+                lineage.record_end(spark, settings, step_run)
+            except Exception as inner:  # noqa: BLE001 - the job's own error is the one to show
+                print(f"[backforth] could not record the failed run in step_runs: {inner}", file=sys.stderr)
+            raise
         result = result if isinstance(result, JobResult) else JobResult(dict(result or {}))
         metrics = dict(result.metrics)
         if result.tags:
@@ -173,7 +222,11 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         mlflow.log_metrics(numeric)
         mlflow.log_text(json.dumps(metrics, indent=2, sort_keys=True, default=str), "metrics.json")
         tables = log_lineage(spark, settings)
+        complete(step_run, result.lineage, settings, defaults, tables)
+        step_run.status = lineage.FINISHED
+        lineage.record_end(spark, settings, step_run)
     print(
         f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr
     )
-    return JobOutcome(run.info.run_id, experiment_id, tracking_uri(settings), numeric, tables)
+    return JobOutcome(run.info.run_id, experiment_id, tracking_uri(settings), numeric, tables, dict(result.tags),
+                      step_run.run_id)  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
-from udfs.prompts import PromptTemplate
+from backforth.prompts import PromptTemplate
 
 log = logging.getLogger("backforth.tracking")
 PREFIX = "backforth-"

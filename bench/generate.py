@@ -55,7 +55,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from backforth.engines import Sampling, build_engine, load_profile
-    from udfs.llm import generate_batch
+    from backforth.engines.udf import generate_batch
     from udfs.prompts import load_prompt
 
     profile = load_profile(args.model)
@@ -88,7 +88,7 @@ def main() -> int:
 
     from backforth.config import Settings, SparkConfig
     from backforth.spark import build_local_session
-    from udfs.llm import make_generate_udf
+    from backforth.engines.udf import make_generate_udf
 
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         spark = build_local_session(Settings(data_dir=tmp, spark=SparkConfig(master=args.master)))

@@ -1,12 +1,12 @@
 """Export the final dataset: responses (+ pairs_filtered, docs_raw) → sft_pairs, JSONL + Parquet files, a dataset card.
 
-Input: accepted responses of one kind (``rewrite`` by default; ``distill`` for the baseline) of one step version
-(default: the newest). Output: ``sft_pairs`` (key ``pair_id``; rows of other export versions are kept) and, under
-``output_dir``, ``jsonl/{train,validation}/*.json`` and ``parquet/{train,validation}/*.parquet`` with a ``messages``
-column (chat format: user, assistant) that ``datasets.load_dataset("json" | "parquet", data_files=...)`` reads as
-they are, plus ``README.md``, a dataset card with the counts of every stage. The papers' tag is appended to each
-generated instruction ("Answer with knowledge from web search."). The split is a hash of the pair id: stable across
-re-runs and machines.
+Input: accepted responses of one run of ``kind`` (``rewrite`` by default; ``distill`` for the baseline): the newest
+finished one, or the step version ``input_version`` pins. Output: ``sft_pairs`` (key ``pair_id``, the exported pair's
+id; rows of other export versions are kept) and, under ``output_dir``, ``jsonl/{train,validation}/*.json`` and
+``parquet/{train,validation}/*.parquet`` with a ``messages`` column (chat format: user, assistant) that
+``datasets.load_dataset("json" | "parquet", data_files=...)`` reads as they are, plus ``README.md``, a dataset card
+with the funnel of the run (backforth.catalog). The papers' tag is appended to each generated instruction ("Answer
+with knowledge from web search."). The split is a hash of the pair id: stable across re-runs and machines.
 """
 
 from __future__ import annotations
@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backforth import catalog, lineage
+from backforth.catalog import ACCEPTED_RESPONSE
+from backforth.config import ConfigError
+from backforth.engines import load_profile
+from backforth.hashing import fingerprint
+from backforth.lineage import InputRef, StepRun
 from backforth.registry import JobResult, job
-from backforth.tables import ensure_table, qualify, table_exists
-from udfs.parsing import ACCEPTED_RESPONSE
+from backforth.tables import ensure_table, qualify, table_exists, table_version
 
 log = logging.getLogger("backforth.export")
 WEB_TAG = "Answer with knowledge from web search."
@@ -26,12 +31,10 @@ WEB_TAG = "Answer with knowledge from web search."
 
 @dataclass
 class ExportConfig:
-    input_table: str = "responses"
-    input_pairs_table: str = "pairs_filtered"
     input_docs_table: str = "docs_raw"
     output_table: str = "sft_pairs"
     kind: str = "rewrite"  # rewrite | distill
-    input_step_version: str | None = None  # null = the newest responses of this kind
+    input_version: str | None = None  # the responses' step_version; null = the newest finished run of `kind`
     tag: str | None = WEB_TAG  # appended to generated instructions (the papers' tag); null = none
     validation_fraction: float = 0.05
     output_dir: str | None = None  # null = <data_dir>/export/<kind>
@@ -47,7 +50,7 @@ def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, versio
     pair_id = F.sha2(F.concat_ws("|", "doc_id", "kind", "step_version"), 256).substr(1, 24)
     bucket = F.pmod(F.xxhash64(pair_id), F.lit(10000))
     joined = accepted.alias("r").join(
-        pairs.select("doc_id", F.col("filter_version").alias("source_version"), "score", "instruction_version"),
+        pairs.select("doc_id", F.col("step_version").alias("source_version"), "score", "instruction_version"),
         ["doc_id", "source_version"],
         "left",
     )
@@ -71,36 +74,12 @@ def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, versio
         F.struct(
             F.col("instruction_version").alias("backtranslate"),
             F.col("source_version").alias("input"),
-            F.col("step_version").alias(cfg.kind),
+            F.col("step_version").alias("response"),
         ).alias("step_versions"),
         F.col("model.profile").alias("model"),
-        F.lit(version).alias("export_version"),
+        F.lit(version).alias("step_version"),
         F.current_timestamp().alias("exported_at"),
     )
-
-
-def stage_counts(spark: Any, settings: Any) -> dict[str, int]:
-    """Rows per stage across the pipeline's tables (those that exist); LLM tables count their newest version only."""
-    newest = "{col} = (SELECT {col} FROM {t} ORDER BY created_at DESC LIMIT 1)"
-    stages = [
-        ("documents ingested", "docs_raw", "true"),
-        ("kept after cleaning", "docs_clean", "drop_reason IS NULL"),
-        ("kept after dedup", "docs_dedup", "is_kept"),
-        ("instructions accepted", "instructions",
-         "instruction IS NOT NULL AND " + newest.format(col="step_version", t="{t}")),
-        ("pairs with a valid score", "scores",
-         "valid AND pair_kind = 'matched' AND " + newest.format(col="step_version", t="{t}")),
-        ("pairs kept by the filter", "pairs_filtered", newest.format(col="filter_version", t="{t}")),
-        ("responses accepted", "responses",
-         "status IN ('ok', 'ok_unclosed', 'ok_untagged') AND kind = 'rewrite' AND "
-         + newest.format(col="step_version", t="(SELECT * FROM {t} WHERE kind = 'rewrite')")),
-    ]  # fmt: skip
-    out = {}
-    for label, table, where in stages:
-        fqn = qualify(settings, table)
-        if table_exists(spark, fqn):
-            out[label] = int(spark.sql(f"SELECT count(*) FROM {fqn} WHERE {where.replace('{t}', fqn)}").collect()[0][0])
-    return out
 
 
 def dataset_card(counts: dict[str, int], splits: dict[str, int], cfg: ExportConfig, version: str, note: str) -> str:
@@ -140,29 +119,27 @@ def run(spark: Any, settings: Any) -> JobResult:
     from pyspark.sql import functions as F
 
     cfg: ExportConfig = settings.job
-    source = qualify(settings, cfg.input_table)
-    if not table_exists(spark, source):
-        raise ValueError(f"{source} is missing: run `backforth {cfg.kind}` first")
-    responses = spark.table(source).where(F.col("kind") == cfg.kind)
-    version = cfg.input_step_version
-    if version is None:
-        newest = responses.orderBy(F.col("created_at").desc()).select("step_version").limit(1).collect()
-        if not newest:
-            raise ValueError(f"{source} has no {cfg.kind} rows: nothing to export")
-        version = newest[0][0]
-    responses = responses.where(F.col("step_version") == version)
-    pairs_fqn = qualify(settings, cfg.input_pairs_table)
-    pairs = (
-        spark.table(pairs_fqn)
-        if table_exists(spark, pairs_fqn)
-        else spark.createDataFrame([], "doc_id string, filter_version string, score int, instruction_version string")
-    )
-    docs = spark.table(qualify(settings, cfg.input_docs_table))
-    export_version = f"export-{version}"
+    upstream = lineage.resolve(spark, settings, cfg.kind, cfg.input_version)
+    runs = lineage.chain(spark, settings, upstream)
+    source = upstream.output_table or qualify(settings, "responses")
+    inputs = [InputRef(source, cfg.kind, upstream.step_version, table_version(spark, source))]
+    responses = spark.table(source).where(F.col("step_version") == upstream.step_version)
+    filtered = runs.get("filter")
+    if filtered is not None and filtered.output_table and table_exists(spark, filtered.output_table):
+        pairs = spark.table(filtered.output_table)
+        inputs.append(InputRef(filtered.output_table, "filter", filtered.step_version,
+                               table_version(spark, filtered.output_table)))  # fmt: skip
+    else:  # answers to every instruction (input: all): no filter scores to carry
+        pairs = spark.createDataFrame([], catalog.table("pairs_filtered").schema())
+    docs_fqn = qualify(settings, cfg.input_docs_table)
+    docs = spark.table(docs_fqn)
+    inputs.append(InputRef(docs_fqn, table_version=table_version(spark, docs_fqn)))
+    body = {"input": upstream.step_version, "tag": cfg.tag, "validation_fraction": cfg.validation_fraction}
+    export_version = f"export-{fingerprint(body, 8)}"
     rows = export_rows(responses, pairs, docs, cfg, export_version).localCheckpoint()
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, rows.schema)
-    rows.writeTo(target).overwrite(F.col("export_version") == export_version)  # atomic; other versions stay
+    rows.writeTo(target).overwrite(F.col("step_version") == export_version)  # atomic; other versions stay
     out_dir = Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve()
     files = rows.drop("exported_at")
     splits = {r["split"]: r["count"] for r in files.groupBy("split").count().collect()}
@@ -172,15 +149,23 @@ def run(spark: Any, settings: Any) -> JobResult:
             part = part.coalesce(cfg.files_per_split)
         part.write.mode("overwrite").json(str(out_dir / "jsonl" / split))
         part.write.mode("overwrite").parquet(str(out_dir / "parquet" / split))
-    counts = stage_counts(spark, settings)
-    counts["pairs exported"] = sum(splits.values())
-    from backforth.pipeline import profile_or_none
-
+    this = StepRun("export", step_version=export_version, output_table=target, params={"kind": cfg.kind})
+    counts = catalog.counts(catalog.funnel(spark, settings, {**runs, "export": this}))
     names = [r[0] for r in responses.select("model.profile").distinct().collect()]
-    profiles = [profile_or_none(n) for n in names if n]
-    note = " ".join(sorted({p.note for p in profiles if p is not None and p.note}))
+    note = " ".join(sorted({n for n in (profile_note(name) for name in names if name) if n}))
     (out_dir / "README.md").write_text(dataset_card(counts, splits, cfg, export_version, note), encoding="utf-8")
-    log.info("exported %d pairs (%s) to %s", counts["pairs exported"], splits, out_dir)
-    metrics = {"pairs_exported": counts["pairs exported"], **{f"split.{k}": v for k, v in splits.items()}}
+    exported = sum(splits.values())
+    log.info("exported %d pairs (%s) to %s", exported, splits, out_dir)
+    metrics = {"pairs_exported": exported, **{f"split.{k}": v for k, v in splits.items()}}
     metrics.update({f"stage.{k.replace(' ', '_')}": v for k, v in counts.items()})
-    return JobResult(metrics, tags={"backforth.export_dir": str(out_dir), "backforth.export_version": export_version})
+    this.inputs, this.rows_in, this.rows_out = inputs, responses.count(), exported
+    tags = {"backforth.export_dir": str(out_dir), "backforth.export_version": export_version}
+    return JobResult(metrics, tags=tags, lineage=this)
+
+
+def profile_note(name: str) -> str | None:
+    """The note of model profile ``name`` (what its output is good for), or None where it cannot be loaded."""
+    try:
+        return load_profile(name).note
+    except ConfigError:
+        return None

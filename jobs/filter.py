@@ -1,10 +1,10 @@
 """Keep the best-judged pairs: scores (matched, valid) → pairs_filtered, a versioned selection.
 
-Input: ``scores`` of one score step version (default: the newest). Output: ``pairs_filtered`` (key ``doc_id,
-filter_version``). Two modes: ``threshold`` keeps pairs with score ≥ ``threshold`` (the papers keep 5);
-``top_fraction`` keeps the best ``fraction`` by expected score (the paper's score-5 pairs were 13.6 % of the pool), so
-a run with a weak judge still yields pairs. The filter is deterministic, so a run replaces its own version's rows in
-one atomic overwrite by condition; other versions stay for comparison.
+Input: ``scores`` of one score run (default: the newest finished one; ``input_version`` pins a step version). Output:
+``pairs_filtered`` (key ``doc_id, step_version``). Two modes: ``threshold`` keeps pairs with score ≥ ``threshold``
+(the papers keep 5); ``top_fraction`` keeps the best ``fraction`` by expected score (the paper's score-5 pairs were
+13.6 % of the pool), so a run with a weak judge still yields pairs. The filter is deterministic, so a run replaces its
+own version's rows in one atomic overwrite by condition; other versions stay for comparison.
 """
 
 from __future__ import annotations
@@ -13,27 +13,32 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from backforth import lineage
+from backforth.hashing import fingerprint
+from backforth.lineage import InputRef, StepRun
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import ensure_table, qualify
-from jobs._llm import resolve_input_version
+from backforth.tables import ensure_table, qualify, table_version
 
 log = logging.getLogger("backforth.filter")
 
 
 @dataclass
 class FilterConfig:
-    input_table: str = "scores"
     output_table: str = "pairs_filtered"
-    input_step_version: str | None = None  # which scoring to filter; null = the newest
+    input_version: str | None = None  # which scoring to filter (a step_version); null = the newest finished
     mode: Literal["threshold", "top_fraction"] = "threshold"
     threshold: int = 5  # threshold mode: keep score >= threshold
     fraction: float = 0.136  # top_fraction mode: the share of valid pairs to keep, best expected score first
 
 
+def rule(cfg: FilterConfig) -> str:
+    return f"ge{cfg.threshold}" if cfg.mode == "threshold" else f"top{cfg.fraction:g}"
+
+
 def filter_version(cfg: FilterConfig, score_version: str) -> str:
-    rule = f"ge{cfg.threshold}" if cfg.mode == "threshold" else f"top{cfg.fraction:g}"
-    return f"filter-{rule}-{score_version}"
+    """``filter-<rule>-<hash>``: the rule and the scoring it reads decide the output."""
+    return f"filter-{rule(cfg)}-{fingerprint({'rule': rule(cfg), 'input': score_version}, 8)}"
 
 
 def select_pairs(scores: Any, cfg: FilterConfig, version: str) -> Any:
@@ -51,12 +56,12 @@ def select_pairs(scores: Any, cfg: FilterConfig, version: str) -> Any:
         kept = valid.withColumn("_rank", F.row_number().over(order)).where(F.col("_rank") <= keep).drop("_rank")
     return kept.select(
         "doc_id",
+        F.lit(version).alias("step_version"),
         "instruction",
         "instruction_version",
         "score",
         "expected_score",
         F.col("step_version").alias("score_version"),
-        F.lit(version).alias("filter_version"),
         F.lit(cfg.mode).alias("filter_mode"),
         F.lit(float(cfg.threshold if cfg.mode == "threshold" else cfg.fraction)).alias("filter_value"),
         F.current_timestamp().alias("created_at"),
@@ -69,14 +74,16 @@ def run(spark: Any, settings: Any) -> JobResult:
     from pyspark.sql import functions as F
 
     cfg: FilterConfig = settings.job
-    source = qualify(settings, cfg.input_table)
-    score_version = resolve_input_version(spark, source, cfg.input_step_version, "score")
+    upstream = lineage.resolve(spark, settings, "score", cfg.input_version)
+    score_version = upstream.step_version or ""
     version = filter_version(cfg, score_version)
+    source = upstream.output_table or qualify(settings, "scores")
+    read = InputRef(source, "score", score_version, table_version(spark, source))
     scores = spark.table(source).where(F.col("step_version") == score_version)
     kept = select_pairs(scores, cfg, version).localCheckpoint()
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, kept.schema)
-    kept.writeTo(target).overwrite(F.col("filter_version") == version)  # atomic; other versions stay
+    kept.writeTo(target).overwrite(F.col("step_version") == version)  # atomic; other versions stay
     # one pass over the matched scores: totals and the histogram of valid ones
     groups = scores.where("pair_kind = 'matched'").groupBy("valid", "score").count().collect()
     pairs_in = sum(r["count"] for r in groups)
@@ -87,12 +94,15 @@ def run(spark: Any, settings: Any) -> JobResult:
     n_kept = kept.count()
     metrics = {"pairs_in": pairs_in, "valid_in": sum(histogram.values()), "pairs_kept": n_kept}
     metrics["kept_share"] = round(n_kept / pairs_in, 4) if pairs_in else 0.0
-    rule = f"score ≥ {cfg.threshold}" if cfg.mode == "threshold" else f"best {cfg.fraction:.1%} by expected score"
-    log.info("kept %d of %d pairs (%s)", n_kept, pairs_in, rule)
+    text = f"score ≥ {cfg.threshold}" if cfg.mode == "threshold" else f"best {cfg.fraction:.1%} by expected score"
+    log.info("kept %d of %d pairs (%s)", n_kept, pairs_in, text)
     tags = {
         "backforth.filter_version": version,
-        "backforth.filter_rule": rule,
+        "backforth.filter_rule": text,
         "backforth.score_version": score_version,
     }
-    figure = bar_chart(histogram, "judge score", "valid pairs", f"Score histogram; kept: {rule} ({n_kept} pairs)")
-    return JobResult(metrics, figures={"filter_score_histogram.png": figure}, tags=tags)
+    figure = bar_chart(histogram, "judge score", "valid pairs", f"Score histogram; kept: {text} ({n_kept} pairs)")
+    params = {"rule": rule(cfg), "text": text}
+    run = StepRun("filter", step_version=version, inputs=[read], output_table=target, params=params,
+                  rows_in=pairs_in, rows_out=n_kept)  # fmt: skip
+    return JobResult(metrics, figures={"filter_score_histogram.png": figure}, tags=tags, lineage=run)

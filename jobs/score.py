@@ -1,7 +1,8 @@
 """Score (instruction, document) pairs with the 5-point judge: instructions (accepted) + docs_clean → scores.
 
 Input: ``instructions`` rows with an instruction, of one backtranslate step version (default: the newest), paired with
-their document's text from ``docs_clean`` as the candidate answer. Output: ``scores`` (key ``pair_id, step_version``).
+their document's text from ``docs_clean`` as the candidate answer. Output: ``scores`` (key ``doc_id, pair_kind,
+step_version``).
 Two modes: ``text`` (the judge reasons, then writes ``Score: N``; tolerant parsing, the last score wins) and
 ``logprob`` (the judge's answer is prefilled up to "Score: " and one forward pass reads the probabilities of 1–5:
 expected score, most likely digit, and the probability mass on the digits, invalid below ``min_digit_mass``).
@@ -16,23 +17,13 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from backforth.engines import ModelProfile, Sampling, load_profile
+from backforth.engines import Sampling
+from backforth.llm import Context, LLMStep, llm_step
 from backforth.plots import bar_chart
-from backforth.registry import JobResult, job
-from backforth.tables import pending_rows, qualify, table_exists
-from backforth.tracking import register_prompt
-from jobs._llm import (
-    Progress,
-    generation_columns,
-    profile_parallelism,
-    resolve_input_version,
-    row_seed,
-    run_in_shards,
-    run_tags,
-    step_version,
-)
-from udfs.llm import make_generate_udf, make_score_parser
-from udfs.prompts import PromptTemplate, load_prompt
+from backforth.registry import JobResult
+from udfs.llm import make_score_parser
+from udfs.prompts import HERE as PROMPTS
+from udfs.prompts import PromptTemplate
 from udfs.stats import auc
 
 log = logging.getLogger("backforth.score")
@@ -42,10 +33,9 @@ SCORE_PREFILL = "Score: "  # with the space: small models' tokenizers put the sp
 
 @dataclass
 class ScoreConfig:
-    input_table: str = "instructions"
     input_text_table: str = "docs_clean"
     output_table: str = "scores"
-    input_step_version: str | None = None  # which backtranslation to judge; null = the newest
+    input_version: str | None = None  # which backtranslation to judge (a step_version); null = the newest finished
     mode: Literal["text", "logprob"] = "text"
     model: str = "smollm2-cpu"
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -58,42 +48,24 @@ class ScoreConfig:
     limit: int | None = None
 
 
-def judge_template(cfg: ScoreConfig) -> PromptTemplate:
-    template = load_prompt(cfg.prompt)
+def judge_template(cfg: ScoreConfig, template: PromptTemplate) -> PromptTemplate:
     return replace(template, prefill=SCORE_PREFILL) if cfg.mode == "logprob" else template
 
 
-def score_pairs(pairs: Any, profile: ModelProfile, cfg: ScoreConfig, template: PromptTemplate, prompt: Any,
-                version: str) -> Any:  # fmt: skip
-    """Pure transformation: (pair_id, doc_id, pair_kind, instruction, text) → scores rows."""
+def pairs(ctx: Context) -> Any:
+    """(doc_id, pair_kind, instruction_version, instruction, text): every accepted instruction of the input run
+    with its document, plus the control pairs."""
     from pyspark.sql import functions as F
 
-    candidates = DIGITS if cfg.mode == "logprob" else None
-    generate = make_generate_udf(profile, cfg.sampling, template, candidates)
-    seed = row_seed(F.col("pair_id"), cfg.sampling.seed)
-    out = pairs.withColumn("seed", seed).withColumn(
-        "gen", generate(F.struct(F.col("instruction"), F.col("text").alias("response")), F.col("seed"))
+    texts = ctx.read(ctx.cfg.input_text_table).select("doc_id", "text")
+    matched = (
+        ctx.read_upstream()
+        .where(F.col("instruction").isNotNull())
+        .select("doc_id", F.col("step_version").alias("instruction_version"), "instruction")
+        .join(texts, "doc_id")
     )
-    out = out.withColumn(
-        "parsed", make_score_parser()(F.col("gen.text"), F.col("gen.probs"), F.lit(cfg.mode), F.lit(cfg.min_digit_mass))
-    )
-    return out.select(
-        "pair_id",
-        "doc_id",
-        "pair_kind",
-        F.lit(version).alias("step_version"),
-        "instruction_version",
-        "instruction",
-        F.lit(cfg.mode).alias("mode"),
-        F.col("parsed.score").alias("score"),
-        F.col("parsed.expected_score").alias("expected_score"),
-        F.col("parsed.digit_mass").alias("digit_mass"),
-        (F.col("parsed.score").isNotNull()).alias("valid"),
-        F.coalesce(F.col("parsed.invalid_reason"), F.when(F.col("gen.error").isNotNull(), F.lit("engine_error"))).alias(
-            "invalid_reason"
-        ),
-        *generation_columns(profile, prompt, cfg.sampling),
-    )
+    own = matched.select("doc_id", F.lit("matched").alias("pair_kind"), "instruction_version", "instruction", "text")
+    return own.unionByName(with_controls(matched, ctx.cfg.sanity_pairs))
 
 
 def with_controls(matched: Any, n: int) -> Any:
@@ -101,10 +73,8 @@ def with_controls(matched: Any, n: int) -> Any:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    empty = (
-        matched.where(F.lit(False))
-        .select("doc_id", "doc_id", F.lit("control").alias("pair_kind"), "instruction_version", "instruction", "text")
-        .toDF("pair_id", "doc_id", "pair_kind", "instruction_version", "instruction", "text")
+    empty = matched.where(F.lit(False)).select(
+        "doc_id", F.lit("control").alias("pair_kind"), "instruction_version", "instruction", "text"
     )
     if n <= 0:
         return empty
@@ -115,68 +85,78 @@ def with_controls(matched: Any, n: int) -> Any:
         return empty
     donors = picked.select(((F.col("_rn") % size) + 1).alias("_rn"), F.col("instruction").alias("_other"))
     return picked.join(donors, "_rn").select(
-        F.concat("doc_id", F.lit(":control")).alias("pair_id"),
-        "doc_id",
-        F.lit("control").alias("pair_kind"),
-        "instruction_version",
-        F.col("_other").alias("instruction"),
+        "doc_id", F.lit("control").alias("pair_kind"), "instruction_version", F.col("_other").alias("instruction"),
         "text",
-    )
+    )  # fmt: skip
 
 
-@job("score", config=ScoreConfig)
-def run(spark: Any, settings: Any) -> JobResult:
-    """Judge every accepted instruction of the chosen backtranslation that has no score for this step_version."""
+def parse(ctx: Context) -> Any:
     from pyspark.sql import functions as F
 
-    cfg: ScoreConfig = settings.job
-    source = qualify(settings, cfg.input_table)
-    input_version = resolve_input_version(spark, source, cfg.input_step_version, "backtranslate")
-    profile = load_profile(cfg.model, cfg.model_options)
-    template = judge_template(cfg)
-    sampling = cfg.sampling if cfg.mode == "text" else replace(cfg.sampling, max_tokens=1)
-    version = step_version(cfg.version, profile, sampling, template) + f"-{cfg.mode}-{input_version[-8:]}"
-    prompt = register_prompt(template)
-    target = qualify(settings, cfg.output_table)
-    texts = spark.table(qualify(settings, cfg.input_text_table)).select("doc_id", "text")
-    matched = (
-        spark.table(source)
-        .where((F.col("step_version") == input_version) & F.col("instruction").isNotNull())
-        .select("doc_id", F.col("step_version").alias("instruction_version"), "instruction")
-        .join(texts, "doc_id")
+    return make_score_parser()(
+        F.col("gen.text"), F.col("gen.probs"), F.lit(ctx.cfg.mode), F.lit(ctx.cfg.min_digit_mass)
     )
-    pairs = matched.select(
-        F.col("doc_id").alias("pair_id"), "doc_id", F.lit("matched").alias("pair_kind"), "instruction_version",
-        "instruction", "text",
-    ).unionByName(with_controls(matched, cfg.sanity_pairs))  # fmt: skip
-    pairs = pending_rows(spark, pairs, target, ["pair_id"], F.col("step_version") == version)
-    if cfg.limit is not None:
-        pairs = pairs.orderBy("pair_id").limit(cfg.limit)
-    log.info("judging %s with %s (%s mode), step %s", input_version, profile.name, cfg.mode, version)
-    progress = Progress("score", 0)
-    totals = run_in_shards(
-        spark, pairs, "pair_id", target, cfg.shard_rows, profile_parallelism(spark, profile),
-        lambda part: score_pairs(part, profile, replace(cfg, sampling=sampling), template, prompt, version),
-        progress,
-    )  # fmt: skip
-    metrics: dict[str, float] = {f"pairs_{k}" if k == "rows" else k: v for k, v in totals.items()}
-    metrics["tokens_per_s"] = round(progress.tokens_per_s, 1)
-    tags = run_tags("score", profile, prompt, version, sampling)
-    tags["backforth.score.mode"] = cfg.mode
-    tags["backforth.input_step_version"] = input_version
-    figures: dict[str, Any] = {}
-    rows = spark.table(target).where(F.col("step_version") == version) if table_exists(spark, target) else None
-    if rows is not None:
-        summary = judge_summary(rows)
-        metrics.update(summary["metrics"])
-        tags["backforth.judge_sanity"] = summary["sanity"]
-        log.info("%s", summary["sanity"])
-        if summary["histogram"]:
-            figures["score_histogram.png"] = bar_chart(
-                summary["histogram"], "score", "pairs",
-                f"Judge scores ({profile.name}, {cfg.mode} mode), matched pairs",
-            )  # fmt: skip
-    return JobResult(metrics, figures=figures, tags=tags)
+
+
+def columns(ctx: Context) -> list[Any]:
+    from pyspark.sql import functions as F
+
+    return [
+        "instruction_version",
+        "instruction",
+        F.lit(ctx.cfg.mode).alias("mode"),
+        F.col("parsed.score").alias("score"),
+        F.col("parsed.expected_score").alias("expected_score"),
+        F.col("parsed.digit_mass").alias("digit_mass"),
+        (F.col("parsed.score").isNotNull()).alias("valid"),
+        F.coalesce(F.col("parsed.invalid_reason"), F.when(F.col("gen.error").isNotNull(), F.lit("engine_error"))).alias(
+            "invalid_reason"
+        ),
+    ]
+
+
+def seed_key(cfg: ScoreConfig) -> Any:
+    """The row's seed key: the document, and for a control pair the document marked as such."""
+    from pyspark.sql import functions as F
+
+    return F.when(F.col("pair_kind") == "control", F.concat("doc_id", F.lit(":control"))).otherwise(F.col("doc_id"))
+
+
+def summary(ctx: Context, rows: Any) -> JobResult:
+    out = judge_summary(rows)
+    result = JobResult(
+        out["metrics"], tags={"backforth.judge_sanity": out["sanity"], "backforth.score.mode": ctx.cfg.mode}
+    )
+    log.info("%s", out["sanity"])
+    if out["histogram"]:
+        result.figures["score_histogram.png"] = bar_chart(
+            out["histogram"], "score", "pairs", f"Judge scores ({ctx.profile.name}, {ctx.cfg.mode} mode), matched pairs"
+        )
+    return result
+
+
+STEP = llm_step(
+    LLMStep(
+        name="score",
+        description=__doc__.splitlines()[0],
+        config=ScoreConfig,
+        table="scores",
+        prompts=PROMPTS,
+        reads=lambda cfg: "backtranslate",
+        rows=pairs,
+        key=("doc_id", "pair_kind"),
+        seed_key=seed_key,
+        variables={"instruction": "instruction", "response": "text"},
+        template=judge_template,
+        sampling=lambda cfg: cfg.sampling if cfg.mode == "text" else replace(cfg.sampling, max_tokens=1),
+        candidates=lambda cfg: DIGITS if cfg.mode == "logprob" else None,
+        params=lambda cfg: {"mode": cfg.mode},
+        parse=parse,
+        columns=columns,
+        rows_metric="pairs",
+        summary=summary,
+    )
+)
 
 
 def judge_summary(rows: Any) -> dict[str, Any]:

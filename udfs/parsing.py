@@ -167,7 +167,7 @@ TAG_ECHO = "tag_echo"  # the tags only repeat the prompt's own sentence about th
 INSTRUCTION_COPY = "instruction_copy"
 NO_TAGS = "no_tags"
 OPEN_TAG, CLOSE_TAG = "[RES]", "[/RES]"
-ACCEPTED_RESPONSE = (OK, OK_UNCLOSED, OK_UNTAGGED)
+ACCEPTED_RESPONSE = (OK, OK_UNCLOSED, OK_UNTAGGED)  # the catalog's "kept" responses: backforth.catalog
 
 
 def extract_response(

@@ -129,9 +129,9 @@ def test_tasks_chain_run_the_console_script_and_their_config_resolves() -> None:
             if key == "backforth_pipeline":
                 pipeline_steps.append(task["task_key"])
     # the pipeline job runs the pipeline's steps in the pipeline's order
-    from backforth.pipeline import STEPS
+    from backforth.registry import pipeline_steps as order
 
-    assert pipeline_steps == STEPS
+    assert pipeline_steps == order()
 
 
 def test_llm_tasks_run_on_the_gpu_cluster_whose_spark_conf_matches_the_profile() -> None:

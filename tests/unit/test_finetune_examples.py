@@ -76,7 +76,7 @@ def test_models_uris():
 
 def test_pipeline_models_mode_prepends_seed_and_finetune_and_routes_the_registered_profiles():
     from backforth.config import ConfigError
-    from backforth.pipeline import STEPS
+    from jobs import PIPELINE as STEPS
     from backforth.pipeline_modes import apply_mode
 
     user = ["backtranslate.limit=5", "score.model=my-judge"]

@@ -1,0 +1,325 @@
+"""The table catalog: every table backforth writes, with its key, schema, writer, and what "kept" means.
+
+One source for every count people read: the funnel of :func:`funnel` is what ``backforth pipeline`` prints, what the
+dataset card lists, what the report draws and what the notebooks show. A stage's rows are those of its table (at the
+step version of the run being described, for versioned tables) inside ``scope``; its kept rows satisfy ``kept``; the
+others are grouped by ``reason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+    from pyspark.sql.types import DataType, StructType
+
+    from backforth.config import Settings
+    from backforth.lineage import StepRun
+
+ACCEPTED_RESPONSE = ("ok", "ok_unclosed", "ok_untagged")  # response statuses that count as an answer
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: ``key`` identifies a row (with ``step_version`` for versioned tables), ``schema`` builds its
+    StructType, ``writers`` are the steps that write it; a funnel stage has a ``stage`` label."""
+
+    name: str
+    key: tuple[str, ...]
+    schema: Callable[[], StructType]
+    writers: tuple[str, ...]
+    stage: str | None = None  # funnel label of the kept rows (None: not a funnel stage)
+    kept: str = "true"  # SQL: the rows that go on to the next stage
+    reason: str | None = None  # SQL: why a row in scope was not kept
+    scope: str = "true"  # SQL: the rows the stage counts at all (e.g. matched pairs, not the judge's controls)
+    versioned: bool = False  # rows carry ``step_version``; a run's stage reads one version
+    description: str = ""
+
+
+def _struct(*fields: tuple[str, Any] | tuple[str, Any, bool]) -> StructType:
+    from pyspark.sql import types as T
+
+    return T.StructType([T.StructField(f[0], f[1], f[2] if len(f) > 2 else True) for f in fields])
+
+
+def _t() -> Any:  # the type module, imported when a schema is built (the catalog itself needs no Spark)
+    from pyspark.sql import types as T
+
+    return T
+
+
+def _generation() -> list[tuple[str, DataType]]:
+    """The columns every LLM step's rows carry (see backforth.llm)."""
+    T = _t()
+    s = T.StringType()
+    return [
+        ("raw_output", s), ("error", s), ("prompt_tokens", T.IntegerType()), ("output_tokens", T.IntegerType()),
+        ("finish_reason", s),
+        ("model", _struct(("profile", s), ("backend", s), ("uri", s), ("version", s))),
+        ("prompt", _struct(("name", s), ("version", s), ("uri", s))),
+        ("sampling", _struct(("temperature", T.DoubleType()), ("top_p", T.DoubleType()),
+                             ("max_tokens", T.IntegerType()), ("seed", T.LongType()))),
+        ("created_at", T.TimestampType()), ("batch_id", s),
+    ]  # fmt: skip
+
+
+def _instructions() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(("doc_id", s), ("step_version", s), ("instruction", s), ("reject_reason", s), *_generation())
+
+
+def _scores() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(
+        ("doc_id", s), ("pair_kind", s), ("step_version", s), ("instruction_version", s), ("instruction", s),
+        ("mode", s), ("score", T.IntegerType()), ("expected_score", T.DoubleType()), ("digit_mass", T.DoubleType()),
+        ("valid", T.BooleanType()), ("invalid_reason", s), *_generation(),
+    )  # fmt: skip
+
+
+def _pairs_filtered() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(
+        ("doc_id", s), ("step_version", s), ("instruction", s), ("instruction_version", s), ("score", T.IntegerType()),
+        ("expected_score", T.DoubleType()), ("score_version", s), ("filter_mode", s), ("filter_value", T.DoubleType()),
+        ("created_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _responses() -> StructType:
+    s = _t().StringType()
+    return _struct(
+        ("doc_id", s), ("step_version", s), ("kind", s), ("source_version", s), ("instruction", s), ("response", s),
+        ("status", s), *_generation(),
+    )  # fmt: skip
+
+
+def _sft_pairs() -> StructType:
+    T = _t()
+    s = T.StringType()
+    message = _struct(("role", s), ("content", s))
+    return _struct(
+        ("pair_id", s), ("messages", T.ArrayType(message)), ("instruction", s), ("response", s), ("kind", s),
+        ("split", s), ("doc_id", s), ("url", s), ("source", s), ("score", T.IntegerType()),
+        ("step_versions", _struct(("backtranslate", s), ("input", s), ("response", s))), ("model", s),
+        ("step_version", s), ("exported_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _docs_raw() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(
+        ("doc_id", s), ("source", s), ("source_format", s), ("source_id", s), ("url", s), ("text", s), ("created", s),
+        ("metadata", s), ("file", s), ("position", T.LongType()), ("ingest_batch", s),
+        ("ingested_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _docs_dedup() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(
+        ("doc_id", s), ("cluster_id", s), ("is_kept", T.BooleanType()), ("dup_reason", s),
+        ("exact_hash", T.LongType()), ("dedup_version", s), ("deduped_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _docs_clean() -> StructType:
+    T = _t()
+    s, d = T.StringType(), T.DoubleType()
+    shares = ["symbol_char_share", "hash_ellipsis_ratio", "ellipsis_line_share", "bullet_line_share",
+              "short_line_share", "nav_line_share", "link_line_share", "boilerplate_line_share", "dup_line_share",
+              "dup_paragraph_share", "binary_char_share", "markup_char_share"]  # fmt: skip
+    stats = _struct(
+        ("n_chars", T.IntegerType()), ("n_words", T.IntegerType()), ("n_lines", T.IntegerType()),
+        ("mean_word_length", d), *[(n, d) for n in shares], ("has_lorem_ipsum", T.BooleanType()),
+        ("top_2gram_share", d), ("top_3gram_share", d), ("top_4gram_share", d), ("dup_5gram_share", d),
+    )  # fmt: skip
+    return _struct(
+        ("doc_id", s), ("text", s), ("text_original", s), ("lang", s), ("lang_score", d),
+        ("n_words", T.IntegerType()), ("n_tokens", T.IntegerType()), ("token_method", s), ("stats", stats),
+        ("failed_rules", T.ArrayType(s)), ("drop_reason", s), ("clean_version", s), ("cleaned_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _ingest_rejects() -> StructType:
+    T = _t()
+    s = T.StringType()
+    return _struct(
+        ("file", s), ("position", T.LongType()), ("reason", s), ("detail", s), ("raw", s), ("source_format", s),
+        ("ingest_batch", s), ("ingested_at", T.TimestampType()),
+    )  # fmt: skip
+
+
+def _step_runs() -> StructType:
+    from backforth.lineage import schema
+
+    return schema()
+
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in [
+        Table(
+            "docs_raw",
+            ("doc_id",),
+            _docs_raw,
+            ("ingest",),
+            stage="documents ingested",
+            description="every readable document, with its source",
+        ),
+        Table(
+            "ingest_rejects",
+            ("file", "position", "reason"),
+            _ingest_rejects,
+            ("ingest",),
+            description="inputs that could not be read, with the reason",
+        ),
+        Table(
+            "docs_clean",
+            ("doc_id",),
+            _docs_clean,
+            ("clean",),
+            stage="kept after cleaning",
+            kept="drop_reason IS NULL",
+            reason="drop_reason",
+            description="normalised text and quality stats",
+        ),
+        Table(
+            "docs_dedup",
+            ("doc_id",),
+            _docs_dedup,
+            ("dedup",),
+            stage="kept after dedup",
+            kept="is_kept",
+            reason="dup_reason",
+            description="near-duplicate clusters and the kept document of each",
+        ),
+        Table(
+            "instructions",
+            ("doc_id",),
+            _instructions,
+            ("backtranslate",),
+            stage="instructions accepted",
+            kept="instruction IS NOT NULL",
+            reason="coalesce(CASE WHEN error IS NOT NULL THEN 'engine_error' END, reject_reason)",
+            versioned=True,
+            description="the instruction each kept document answers",
+        ),
+        Table(
+            "scores",
+            ("doc_id", "pair_kind"),
+            _scores,
+            ("score",),
+            stage="pairs with a valid score",
+            kept="valid",
+            reason="coalesce(invalid_reason, 'no_score')",
+            scope="pair_kind = 'matched'",
+            versioned=True,
+            description="the judge's 5-point score of each (instruction, document) pair",
+        ),
+        Table(
+            "pairs_filtered",
+            ("doc_id",),
+            _pairs_filtered,
+            ("filter",),
+            stage="pairs kept by the filter",
+            versioned=True,
+            description="the pairs a filter rule kept",
+        ),
+        Table(
+            "responses",
+            ("doc_id",),
+            _responses,
+            ("rewrite", "distill"),
+            stage="responses accepted",
+            kept=f"status IN {ACCEPTED_RESPONSE}",
+            reason="status",
+            versioned=True,
+            description="assistant answers: rewritten documents or distilled answers",
+        ),
+        Table(
+            "sft_pairs",
+            ("pair_id",),
+            _sft_pairs,
+            ("export",),
+            stage="pairs exported",
+            versioned=True,
+            description="the exported (instruction, response) pairs",
+        ),
+        Table("step_runs", ("run_id",), _step_runs, ("*",), description="lineage: one row per step run"),
+    ]  # fmt: skip
+}
+FUNNEL = [name for name, t in TABLES.items() if t.stage]
+
+
+def table(name: str) -> Table:
+    return TABLES[name]
+
+
+def written_by(step: str) -> Table | None:
+    """The funnel table a step writes (None for steps outside the funnel)."""
+    return next((t for t in TABLES.values() if step in t.writers and t.stage), None)
+
+
+@dataclass
+class Stage:
+    """One funnel stage of one run: rows in scope, rows kept, and the others by reason."""
+
+    label: str
+    table: str
+    step_version: str | None
+    rows: int
+    kept: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def stage_count(spark: SparkSession, fqn: str, entry: Table, step_version: str | None) -> Stage:
+    """One aggregation over ``fqn``: rows in scope, kept rows, and the reasons of the rest."""
+    from pyspark.sql import functions as F
+
+    df = spark.table(fqn).where(F.expr(entry.scope))
+    if entry.versioned and step_version is not None:
+        df = df.where(F.col("step_version") == step_version)
+    kept = F.expr(entry.kept)
+    why = F.when(~kept, F.expr(entry.reason) if entry.reason else F.lit("dropped"))
+    rows = df.groupBy(why.alias("r")).agg(F.count("*").alias("n")).collect()
+    reasons = {r["r"]: int(r["n"]) for r in rows if r["r"] is not None}
+    total = sum(int(r["n"]) for r in rows)
+    dropped = sum(int(r["n"]) for r in rows if r["r"] is not None)
+    return Stage(entry.stage or entry.name, entry.name, step_version, total, total - dropped, reasons)
+
+
+def funnel(spark: SparkSession, settings: Settings, runs: dict[str, StepRun] | None = None) -> list[Stage]:
+    """The stages of one run (``runs`` = ``{step: run}`` from :func:`backforth.lineage.chain`; None = the newest
+    finished export's chain). Unversioned tables count whole; a versioned table counts the version of the run that
+    wrote it, or is left out when that step is not in the chain."""
+    from backforth import lineage
+    from backforth.tables import qualify, table_exists
+
+    if runs is None:
+        end = lineage.newest(spark, settings, ["export", "rewrite", "distill", "filter", "score", "backtranslate"])
+        runs = lineage.chain(spark, settings, end) if end is not None else {}
+    out = []
+    for name in FUNNEL:
+        entry = TABLES[name]
+        run = next((r for step, r in runs.items() if step in entry.writers), None) if entry.versioned else None
+        if entry.versioned and run is None:
+            continue
+        fqn = run.output_table if run is not None and run.output_table else qualify(settings, name)
+        if not table_exists(spark, fqn):
+            continue
+        out.append(stage_count(spark, fqn, entry, run.step_version if run is not None else None))
+    return out
+
+
+def counts(stages: list[Stage]) -> dict[str, int]:
+    """``{stage label: kept rows}``: the table the card, the summary and the notebooks print."""
+    return {s.label: s.kept for s in stages}

@@ -1,0 +1,424 @@
+"""LLM steps as declarations, run by one driver.
+
+A step is an :class:`LLMStep`: the config class, the catalog table it writes, the step it reads (found through
+``step_runs``), how input rows are built, which input columns fill which prompt variables, the parser that turns the
+generation into output columns, and the outcome column its counts and figure show. :func:`run_step` does the rest,
+the same way for every step:
+
+load profile → prompt → step_version → resolve input → pending rows → shards → outcome counts → figure → lineage.
+
+- ``step_version`` is ``<declared>-<fingerprint>`` of everything that decides the output: model identity, sampling,
+  prompt content, the input run's step version and the step's declared parameters. Pending work is "input rows
+  without an output row for this step_version", so changing any of them means a fresh set of rows beside the old.
+- Shards: pending rows are hashed into shards of about ``shard_rows``; each shard is generated and written with one
+  atomic Delta append, so a killed run loses at most the shard in flight and a re-run resumes. Never MERGE from a
+  source that runs an LLM: MERGE may read its source twice.
+- Progress on the driver's console after each shard: rows done / total, tokens/s, ETA.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backforth import catalog, lineage
+from backforth.engines import ModelProfile, Sampling, load_profile
+from backforth.hashing import fingerprint
+from backforth.lineage import InputRef, StepRun
+from backforth.plots import bar_chart
+from backforth.prompts import PromptTemplate, load_prompt
+from backforth.registry import JobResult, job
+from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists, table_version
+from backforth.tracking import PromptRef, register_prompt
+
+log = logging.getLogger("backforth.llm")
+
+SEED_MASK = 0x7FFFFFFF  # per-row seeds are non-negative 31-bit ints (every engine accepts them)
+
+
+@dataclass
+class Context:
+    """What the declaration's hooks see: the resolved config, model, prompt, version and the run being read."""
+
+    spark: Any
+    settings: Any
+    cfg: Any
+    profile: ModelProfile
+    template: PromptTemplate
+    sampling: Sampling
+    upstream: StepRun | None = None
+    prompt: PromptRef | None = None
+    version: str = ""
+    inputs: list[InputRef] = field(default_factory=list)
+
+    def read(self, table_name: str) -> Any:
+        """``spark.table`` of a config-named table, recorded as an input of this run (with its Delta version)."""
+        fqn = qualify(self.settings, table_name)
+        if not table_exists(self.spark, fqn):
+            from backforth.errors import MissingInputError
+
+            writer = next((t.writers[0] for t in catalog.TABLES.values() if t.name == table_name), None)
+            raise MissingInputError(f"table {fqn} does not exist", writer)
+        self.inputs.append(InputRef(fqn, table_version=table_version(self.spark, fqn)))
+        return self.spark.table(fqn)
+
+    def read_upstream(self) -> Any:
+        """The rows the input run wrote (its output table at its step version)."""
+        from pyspark.sql import functions as F
+
+        assert self.upstream is not None and self.upstream.output_table
+        return self.spark.table(self.upstream.output_table).where(F.col("step_version") == self.upstream.step_version)
+
+
+Hook = Callable[[Context], Any]
+
+
+@dataclass(frozen=True)
+class LLMStep:
+    """One LLM step, declared.
+
+    - ``rows(ctx)``: the input rows, with the ``key`` columns, the columns named in ``variables`` and any column
+      ``columns`` passes through. ``ctx.read(name)`` reads a table, ``ctx.read_upstream()`` the input run's rows.
+    - ``variables``: prompt variable → input column.
+    - ``parse(ctx)``: a struct Column made from the generation (``gen.text``, ``gen.finish_reason``, ``gen.probs``)
+      and input columns, stored as ``parsed``; None for no parser.
+    - ``columns(ctx)``: the step's own output columns (after the key and ``step_version``, before the generation
+      columns every LLM row carries), as Columns or names over the input, ``gen`` and ``parsed``.
+    - ``outcome``: SQL over the output rows naming each row's outcome, for counts (``<outcome_metric>.<value>``) and
+      the figure; None when ``summary`` reports instead.
+    """
+
+    name: str
+    config: type
+    table: str  # the catalog table it writes (config ``output_table`` may name another)
+    description: str  # one line: what ``backforth --help`` shows
+    rows: Hook
+    variables: dict[str, str]
+    columns: Callable[[Context], list[Any]]
+    parse: Hook | None = None
+    reads: Callable[[Any], str | None] = lambda cfg: None  # the step whose finished run is the input
+    reads_params: Callable[[Any], dict[str, str]] = lambda cfg: {}  # which of that step's runs (e.g. a kind)
+    key: tuple[str, ...] = ("doc_id",)
+    seed_key: Callable[[Any], Any] | None = None  # cfg → Column; default: the first key column
+    prompts: Path | None = None  # folder of the prompt files (the project's: udfs/prompts)
+    template: Callable[[Any, PromptTemplate], PromptTemplate] | None = None  # adjust the loaded template
+    sampling: Callable[[Any], Sampling] | None = None  # adjust the configured sampling
+    candidates: Callable[[Any], list[str] | None] = lambda cfg: None  # score the next token over these instead
+    params: Callable[[Any], dict[str, str]] = lambda cfg: {}  # also decide the output; recorded in step_runs
+    outcome: str | None = None
+    outcome_metric: str = "outcome"
+    rows_metric: str = "rows"  # metrics: <rows_metric>_rows (docs_rows, pairs_rows)
+    summary: Callable[[Context, Any], JobResult] | None = None  # extra metrics, figures and tags from the rows
+    figure_title: Callable[[Context], str] | None = None
+
+
+STEPS: dict[str, LLMStep] = {}
+
+
+def llm_step(step: LLMStep) -> LLMStep:
+    """Declare ``step`` and register it as a job: the only thing a new LLM step has to do."""
+    STEPS[step.name] = step
+    job(step.name, config=step.config, description=step.description)(_runner(step))
+    return step
+
+
+def _runner(step: LLMStep) -> Callable[[Any, Any], JobResult]:
+    def run(spark: Any, settings: Any) -> JobResult:
+        return run_step(spark, settings, step)
+
+    run.__module__ = step.config.__module__
+    run.__doc__ = step.description
+    return run
+
+
+def step_version(declared: str, profile: ModelProfile, sampling: Sampling, *templates: PromptTemplate,
+                 upstream: str | None = None, params: dict[str, str] | None = None) -> str:  # fmt: skip
+    """``bt-v1-<hash>``: changes whenever the model, the sampling, a prompt's text, the input run or a parameter
+    changes. Nothing is ever appended to it: what it was made from is in ``step_runs``."""
+    body: dict[str, Any] = {
+        "model": profile.identity(),
+        "sampling": asdict(sampling),
+        "prompts": [t.tag for t in templates],
+    }
+    if upstream is not None:
+        body["input"] = upstream
+    if params:
+        body["params"] = params
+    return f"{declared}-{fingerprint(body, 8)}"
+
+
+def row_seed(key: Any, base_seed: int) -> Any:
+    """A per-row sampling seed from the row key and the base seed: independent of batching and partitioning."""
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(key, F.lit(base_seed)).bitwiseAND(F.lit(SEED_MASK).cast("long"))
+
+
+@dataclass
+class Progress:
+    """Rows done / total, tokens/s and ETA, logged after every shard."""
+
+    step: str
+    total: int
+    done: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def update(self, rows: int, tokens: int) -> str:
+        self.done += rows
+        self.tokens += tokens
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+        line = (
+            f"{self.step}: {self.done}/{self.total} rows ({100 * self.done / max(self.total, 1):.0f} %), "
+            f"{self.tokens / elapsed:.0f} tokens/s, {elapsed:.0f} s elapsed, ETA {eta_text}"
+        )
+        log.info(line)
+        return line
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(time.perf_counter() - self.started, 1e-9)
+
+
+def run_in_shards(
+    spark: Any,
+    pending: Any,
+    key: list[str],
+    target: str,
+    shard_rows: int,
+    parallelism: int,
+    generate: Callable[[Any], Any],
+    progress: Progress,
+) -> dict[str, float]:
+    """Generate ``pending`` shard by shard into ``target`` (one append each); returns row and token totals.
+
+    ``generate(df)`` turns a shard's input rows into output rows (it applies the LLM UDF). ``pending`` is
+    checkpointed first (it is deterministic; the anti-join it usually contains is then computed once).
+    """
+    from pyspark.sql import functions as F
+
+    pending = pending.localCheckpoint()
+    total = pending.count()
+    progress.total = total
+    totals = {"rows": 0, "prompt_tokens": 0, "output_tokens": 0, "errors": 0, "shards": 0}
+    if total == 0:  # nothing pending: do not start an engine for an empty shard
+        log.info("%s: nothing to generate", progress.step)
+        pending.unpersist()
+        return totals
+    shards = max(1, math.ceil(total / max(1, shard_rows)))
+    pending = pending.withColumn("_shard", F.pmod(F.xxhash64(*key), F.lit(shards)))
+    for shard in range(shards):
+        part = pending.where(F.col("_shard") == shard).drop("_shard").repartition(max(1, parallelism))
+        batch_id = uuid.uuid4().hex
+        rows = generate(part).withColumn("batch_id", F.lit(batch_id))
+        if not table_exists(spark, target):
+            ensure_table(spark, target, rows.schema)
+        append(rows, target)  # the LLM runs here, once per row: one atomic commit per shard
+        stats = (
+            spark.table(target)
+            .where(F.col("batch_id") == batch_id)
+            .agg(
+                F.count("*").alias("rows"),
+                F.coalesce(F.sum("prompt_tokens"), F.lit(0)).alias("prompt_tokens"),
+                F.coalesce(F.sum("output_tokens"), F.lit(0)).alias("output_tokens"),
+                F.count("error").alias("errors"),
+            )
+            .collect()[0]
+        )
+        for name in ("rows", "prompt_tokens", "output_tokens", "errors"):
+            totals[name] += int(stats[name])
+        totals["shards"] += 1
+        progress.update(int(stats["rows"]), int(stats["prompt_tokens"]) + int(stats["output_tokens"]))
+    pending.unpersist()
+    return totals
+
+
+def registered_model(profile: ModelProfile) -> dict[str, Any]:
+    """The registered model version a profile was pinned to ({} for a folder, a hub id or the embedded model)."""
+    from backforth.models import REGISTERED_OPTION
+
+    return dict(profile.options.get(REGISTERED_OPTION) or {})
+
+
+def model_info(profile: ModelProfile) -> dict[str, str | None]:
+    """The ``model`` struct of generated rows and of the step run."""
+    version = registered_model(profile).get("version")
+    return {"profile": profile.name, "backend": profile.backend, "uri": profile.model,
+            "version": None if version is None else str(version)}  # fmt: skip
+
+
+def generation_columns(profile: ModelProfile, prompt: PromptRef, sampling: Sampling) -> list[Any]:
+    """The columns every generated row carries, from the UDF's ``gen`` struct and the ``seed`` column."""
+    from pyspark.sql import functions as F
+
+    model = model_info(profile)
+    return [
+        F.col("gen.text").alias("raw_output"),
+        F.col("gen.error").alias("error"),
+        F.col("gen.prompt_tokens").alias("prompt_tokens"),
+        F.col("gen.output_tokens").alias("output_tokens"),
+        F.col("gen.finish_reason").alias("finish_reason"),
+        F.struct(*[F.lit(model[k]).cast("string").alias(k) for k in ("profile", "backend", "uri", "version")]).alias(
+            "model"
+        ),
+        F.struct(*[F.lit(getattr(prompt, k)).alias(k) for k in ("name", "version", "uri")]).alias("prompt"),
+        F.struct(
+            F.lit(sampling.temperature).alias("temperature"),
+            F.lit(sampling.top_p).alias("top_p"),
+            F.lit(sampling.max_tokens).alias("max_tokens"),
+            F.col("seed").alias("seed"),
+        ).alias("sampling"),
+        F.current_timestamp().alias("created_at"),
+    ]
+
+
+def run_tags(step: str, profile: ModelProfile, prompt: PromptRef, version: str, sampling: Sampling) -> dict[str, str]:
+    """The MLflow tags every LLM step sets; logs the profile's note (what its output is good for) as a warning."""
+    tags = {
+        "backforth.step_version": version,
+        "backforth.model": f"{profile.name} ({profile.backend}: {profile.model})",
+        f"backforth.prompt.{step}": f"{prompt.name}@{prompt.version}",
+        "backforth.prompt_uri": prompt.uri,
+        "backforth.sampling": json.dumps(asdict(sampling), sort_keys=True),
+    }
+    registered = registered_model(profile)
+    if registered:  # the exact registered version, what the config asked for, and the run that trained it
+        tags.update({
+            "backforth.model_uri": profile.model,
+            "backforth.model_version": f"{registered['name']}/{registered['version']}",
+            "backforth.model_requested": registered["requested"],
+            "backforth.model_source_run": str(registered.get("run_id") or ""),
+        })  # fmt: skip
+    if profile.note:
+        tags["backforth.quality_note"] = profile.note
+        log.warning("%s: %s", profile.name, profile.note)
+    return tags
+
+
+def profile_parallelism(spark: Any, profile: ModelProfile) -> int:
+    """Tasks per shard: the profile's ``parallelism`` (one engine per task at a time), else the session's default
+    parallelism as its SQL conf states it (which Spark Connect serves too): ``spark.default.parallelism``, the N of
+    ``local[N]``, else the shuffle partitions."""
+    import os
+    import re
+
+    if profile.parallelism:
+        return profile.parallelism
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
+    if found:
+        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
+    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+
+
+def build(ctx: Context, step: LLMStep, part: Any) -> Any:
+    """One shard's input rows → output rows: prompt variables, seed, generation, parser, output columns."""
+    from pyspark.sql import functions as F
+
+    from backforth.engines.udf import make_generate_udf
+
+    cfg = ctx.cfg
+    generate = make_generate_udf(ctx.profile, ctx.sampling, ctx.template, step.candidates(cfg))
+    variables = F.struct(*[F.col(col).alias(var) for var, col in step.variables.items()
+                           if var in ctx.template.variables])  # fmt: skip
+    seed_key = step.seed_key(cfg) if step.seed_key else F.col(step.key[0])
+    out = part.withColumn("seed", row_seed(seed_key, ctx.sampling.seed))
+    out = out.withColumn("gen", generate(variables, F.col("seed")))
+    if step.parse is not None:
+        out = out.withColumn("parsed", step.parse(ctx))
+    return out.select(
+        *step.key,
+        F.lit(ctx.version).alias("step_version"),
+        *step.columns(ctx),
+        *generation_columns(ctx.profile, ctx.prompt, ctx.sampling),
+    )
+
+
+def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
+    """The one driver of every declared LLM step."""
+    from pyspark.sql import functions as F
+
+    cfg = settings.job
+    profile = load_profile(cfg.model, cfg.model_options)
+    folder = step.prompts
+    if folder is None:
+        from backforth.config import ConfigError
+
+        raise ConfigError(f"LLM step {step.name} declares no prompt folder")
+    template = load_prompt(cfg.prompt, folder)
+    if step.template is not None:
+        template = step.template(cfg, template)
+    sampling = step.sampling(cfg) if step.sampling else cfg.sampling
+    ctx = Context(spark, settings, cfg, profile, template, sampling)
+    reads = step.reads(cfg)
+    if reads is not None:
+        ctx.upstream = lineage.resolve(spark, settings, reads, getattr(cfg, "input_version", None),
+                                       step.reads_params(cfg))  # fmt: skip
+        up = ctx.upstream
+        ctx.inputs.append(InputRef(up.output_table or "", up.step, up.step_version,
+                                   table_version(spark, up.output_table) if up.output_table else None))  # fmt: skip
+    params = step.params(cfg)
+    ctx.version = step_version(cfg.version, profile, sampling, template,
+                               upstream=ctx.upstream.step_version if ctx.upstream else None, params=params)  # fmt: skip
+    ctx.prompt = register_prompt(template)
+    target = qualify(settings, cfg.output_table)
+    rows = step.rows(ctx)
+    pending = pending_rows(spark, rows, target, list(step.key), F.col("step_version") == ctx.version)
+    if cfg.limit is not None:
+        pending = pending.orderBy(*step.key).limit(cfg.limit)
+    log.info("%s: step %s, model %s (%s), prompt %s v%s%s", step.name, ctx.version, profile.name, profile.backend,
+             ctx.prompt.name, ctx.prompt.version,
+             f", input {reads} {ctx.upstream.step_version}" if ctx.upstream else "")  # fmt: skip
+    progress = Progress(step.name, 0)
+    totals = run_in_shards(spark, pending, list(step.key), target, cfg.shard_rows, profile_parallelism(spark, profile),
+                           lambda part: build(ctx, step, part), progress)  # fmt: skip
+    metrics: dict[str, float] = {f"{step.rows_metric}_rows" if k == "rows" else k: v for k, v in totals.items()}
+    metrics["tokens_per_s"] = round(progress.tokens_per_s, 1)
+    tags = run_tags(step.name, profile, ctx.prompt, ctx.version, sampling)
+    if ctx.upstream is not None:
+        tags["backforth.input_step_version"] = ctx.upstream.step_version or ""
+    result = JobResult(metrics, tags=tags)
+    written = spark.table(target).where(F.col("step_version") == ctx.version) if table_exists(spark, target) else None
+    if written is not None and step.outcome is not None:
+        add_outcomes(ctx, step, written, result)
+    if written is not None and step.summary is not None:
+        extra = step.summary(ctx, written)
+        result.metrics.update(extra.metrics)
+        result.figures.update(extra.figures)
+        result.tags.update(extra.tags)
+    result.lineage = StepRun(
+        step=step.name, step_version=ctx.version, inputs=ctx.inputs, output_table=target, model=model_info(profile),
+        prompt={"name": ctx.prompt.name, "version": ctx.prompt.version, "uri": ctx.prompt.uri},
+        sampling=asdict(sampling), params=params, rows_in=progress.total, rows_out=int(totals["rows"]),
+    )  # fmt: skip
+    return result
+
+
+def add_outcomes(ctx: Context, step: LLMStep, written: Any, result: JobResult) -> None:
+    """Rows of this version per outcome, the share the catalog counts as kept, and a bar chart."""
+    from pyspark.sql import functions as F
+
+    kept = F.expr(catalog.table(step.table).kept)
+    rows = written.groupBy(F.expr(step.outcome).alias("o"), kept.alias("k")).agg(F.count("*").alias("n")).collect()
+    if not rows:
+        return
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["o"] or "?"] = counts.get(r["o"] or "?", 0) + int(r["n"])
+    total = sum(counts.values())
+    result.metrics.update({f"{step.outcome_metric}.{k}": v for k, v in counts.items()})
+    result.metrics["accepted_share"] = round(sum(int(r["n"]) for r in rows if r["k"]) / total, 4)
+    title = step.figure_title(ctx) if step.figure_title else f"{step.name} outcomes ({ctx.profile.name})"
+    result.figures[f"{step.name}_{step.outcome_metric}.png"] = bar_chart(counts, step.outcome_metric, "rows", title)
