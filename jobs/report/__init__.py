@@ -16,12 +16,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.report_html import Page, Section, Table, figure_png, render_page
 from backforth.tables import qualify, table_exists
+from jobs.report.config import KIND_LABELS, KINDS, ReportConfig, follow_export, report_path
+from jobs.report.selection import Versions, select_run
 from udfs.parsing import ACCEPTED_RESPONSE
 from udfs.report_metrics import (
     EMBEDDING_MODEL,
@@ -37,164 +39,11 @@ from udfs.report_metrics import (
     trigram_diversity,
 )
 
+__all__ = ["ReportConfig", "follow_export", "report_path", "run"]
 log = logging.getLogger("backforth.report")
-KINDS = ("raw", "rewrite", "distill")  # raw = the filtered pairs with the web document as the response
-KIND_LABELS = {"raw": "raw document", "rewrite": "rewritten", "distill": "distilled"}
 # x vs x = two disjoint halves of one set (the paper's distilled vs distilled)
 MAUVE_PAIRS = [("distill", "distill"), ("distill", "rewrite"), ("distill", "raw"), ("rewrite", "rewrite"),
                ("rewrite", "raw"), ("raw", "raw")]  # fmt: skip
-
-
-@dataclass
-class ReportConfig:
-    input_docs_table: str = "docs_raw"
-    input_rejects_table: str = "ingest_rejects"
-    input_clean_table: str = "docs_clean"
-    input_dedup_table: str = "docs_dedup"
-    input_instructions_table: str = "instructions"
-    input_scores_table: str = "scores"
-    input_pairs_table: str = "pairs_filtered"
-    input_responses_table: str = "responses"
-    input_export_table: str = "sft_pairs"
-    kind: Literal["rewrite", "distill"] = "rewrite"  # the exported kind the funnel follows
-    rewrite_version: str | None = None  # null = the newest rewrite
-    distill_version: str | None = None  # null = the newest distill of the same pairs
-    filter_version: str | None = None  # the rest: null = what the chosen responses came from
-    score_version: str | None = None
-    instruction_version: str | None = None
-    tokenizer: str | None = "auto"  # auto = the generating model's; embedded; a folder; null = chars/4
-    max_text_chars: int = 200_000  # texts are cut here before counting (documents beyond it fail the clean step anyway)
-    diversity_examples: int = 1000  # unique trigrams are counted on this many examples per kind (fewer if not there)
-    mauve_samples: int = 1000  # responses per kind embedded for MAUVE (the paper: 10,000)
-    mauve_min_samples: int = 50  # fewer per set → not computed (NaN with the reason): below that it is noise
-    mauve_num_buckets: int | None = None  # null = the reference rule: min(n_p, n_q) / 10, at least 2
-    mauve_seed: int = 25
-    samples: int = 3  # sample rows shown side by side
-    excerpt_chars: int = 600
-    output_dir: str | None = None  # null = <data_dir>/export/<kind> (beside the exported dataset)
-    file_name: str = "report.html"
-
-
-@dataclass
-class Versions:
-    """The step versions one report reads (None = that step has no rows for this run), and what the catalog says
-    about them: models, the filter's rule and size, the judge's runs per mode."""
-
-    responses: dict[str, str] = field(default_factory=dict)  # kind → step_version
-    source: str | None = None  # what the responses answered: a filter version or a backtranslate version
-    filter: str | None = None
-    score: str | None = None
-    instructions: str | None = None
-    kept: int | None = None  # pairs kept by the filter version
-    filter_rule: str = ""
-    models: dict[str, tuple[str, str]] = field(default_factory=dict)  # step → (profile, model uri)
-    score_runs: list[dict[str, Any]] = field(default_factory=list)  # every scoring of the same instructions
-    notes: list[str] = field(default_factory=list)
-
-
-def report_path(settings: Any) -> Path:
-    cfg: ReportConfig = settings.job
-    return Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve() / cfg.file_name
-
-
-def follow_export(report_cfg: ReportConfig, export_cfg: Any) -> None:
-    """In a pipeline, the report describes what export wrote: same kind, and its page beside the export's files."""
-    report_cfg.kind = export_cfg.kind
-    if report_cfg.output_dir is None:
-        report_cfg.output_dir = export_cfg.output_dir
-
-
-# --- run selection
-def version_catalog(spark: Any, settings: Any) -> dict[str, list[dict[str, Any]]]:
-    """One row per step version of each LLM table (newest created_at, rows, model): four small aggregations, so
-    choosing a run costs four Spark jobs whatever the number of versions."""
-    from pyspark.sql import functions as F
-
-    cfg: ReportConfig = settings.job
-    model = [F.first("model.profile").alias("profile"), F.first("model.uri").alias("uri")]
-    matched = F.col("pair_kind") == "matched"
-    plans = {
-        "instructions": (["step_version"], model),
-        "scores": (["step_version", "instruction_version", "mode"], [
-            *model, F.sum(matched.cast("int")).alias("matched"), F.sum((matched & F.col("valid")).cast("int")).alias(
-                "valid")]),
-        "pairs": (["filter_version", "score_version", "instruction_version", "filter_mode", "filter_value"], []),
-        "responses": (["kind", "step_version", "source_version"], model),
-    }  # fmt: skip
-    catalog: dict[str, list[dict[str, Any]]] = {}
-    for name, (keys, aggs) in plans.items():
-        fqn = qualify(settings, getattr(cfg, f"input_{name}_table"))
-        if not table_exists(spark, fqn):
-            catalog[name] = []
-            continue
-        rows = spark.table(fqn).groupBy(*keys).agg(F.max("created_at").alias("at"), F.count("*").alias("rows"), *aggs)
-        catalog[name] = [r.asDict() for r in rows.collect()]
-    return catalog
-
-
-def newest_of(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    """The newest catalog row whose fields equal ``match``."""
-    found = [r for r in rows if all(r[k] == v for k, v in match.items())]
-    return max(found, key=lambda r: r["at"]) if found else None
-
-
-def resolve_versions(catalog: dict[str, list[dict[str, Any]]], cfg: ReportConfig) -> Versions:
-    """Walk back from the chosen responses to the filter, score and backtranslation they came from."""
-    v = Versions()
-    responses = catalog["responses"]
-    main = newest_of(responses, kind=cfg.kind, **_pinned(getattr(cfg, f"{cfg.kind}_version")))
-    if getattr(cfg, f"{cfg.kind}_version") and main is None:
-        raise ValueError(f"{cfg.kind}_version {getattr(cfg, f'{cfg.kind}_version')}: no such {cfg.kind} rows")
-    if main:
-        v.responses[cfg.kind], v.source = main["step_version"], main["source_version"]
-    other = "distill" if cfg.kind == "rewrite" else "rewrite"
-    pinned = getattr(cfg, f"{other}_version")
-    chosen = newest_of(responses, kind=other, **_pinned(pinned))
-    if pinned is None and v.source is not None:
-        same = newest_of(responses, kind=other, source_version=v.source)
-        if same is None and chosen is not None:
-            v.notes.append(f"the newest {other} run ({chosen['step_version']}) answered other pairs")
-        chosen = same or chosen
-    if chosen:
-        v.responses[other] = chosen["step_version"]
-    for kind, version in v.responses.items():
-        row = newest_of(responses, kind=kind, step_version=version)
-        v.models[kind] = (row["profile"], row["uri"])
-    pairs = catalog["pairs"]
-    if cfg.filter_version:
-        v.filter = cfg.filter_version
-    elif v.source is not None:
-        v.filter = v.source if newest_of(pairs, filter_version=v.source) else None
-    elif pairs:
-        v.filter = newest_of(pairs)["filter_version"]
-    prow = newest_of(pairs, filter_version=v.filter) if v.filter else None
-    if prow:
-        v.score, v.instructions, v.kept = prow["score_version"], prow["instruction_version"], int(prow["rows"])
-        v.filter_rule = f"{prow['filter_mode']} {prow['filter_value']:g}"
-    v.score = cfg.score_version or v.score
-    v.instructions = cfg.instruction_version or v.instructions
-    if v.instructions is None and v.source is not None and v.filter is None:
-        v.instructions = v.source  # responses made with input = all answer a backtranslation directly
-    srow = newest_of(catalog["scores"], step_version=v.score) if v.score else None
-    if v.instructions is None and srow:
-        v.instructions = srow["instruction_version"]
-    if v.instructions is None and catalog["instructions"]:
-        v.instructions = newest_of(catalog["instructions"])["step_version"]
-    if v.score is None and v.instructions is not None:
-        srow = newest_of(catalog["scores"], instruction_version=v.instructions)
-        v.score = srow["step_version"] if srow else None
-    if srow:
-        v.models["score"] = (srow["profile"], srow["uri"])
-    irow = newest_of(catalog["instructions"], step_version=v.instructions) if v.instructions else None
-    if irow:
-        v.models = {"backtranslate": (irow["profile"], irow["uri"]), **v.models}
-    v.score_runs = sorted((r for r in catalog["scores"] if r["instruction_version"] == v.instructions),
-                          key=lambda r: r["at"], reverse=True)  # fmt: skip
-    return v
-
-
-def _pinned(version: str | None) -> dict[str, str]:
-    return {"step_version": version} if version else {}
 
 
 # --- funnel
@@ -516,7 +365,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     cfg: ReportConfig = settings.job
     if not table_exists(spark, qualify(settings, cfg.input_docs_table)):
         raise ValueError(f"{qualify(settings, cfg.input_docs_table)} is missing: run `backforth ingest` first")
-    v = resolve_versions(version_catalog(spark, settings), cfg)
+    v = select_run(spark, settings)
     out = Report()
     add_funnel(out, assemble_funnel(funnel_stages(spark, settings, v)))
     sets = kind_sets(spark, settings, v).localCheckpoint()
