@@ -1,10 +1,13 @@
-"""The report's settings (``conf/jobs/report.yaml``), the kinds it compares, and where its page goes."""
+"""The report's settings (``conf/jobs/report.yaml``), the kinds it compares, its page's text and where the page goes."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from backforth.report_html import Prose
 
 KINDS = ("raw", "rewrite", "distill")  # raw = the filtered pairs with the web document as the response
 KIND_LABELS = {"raw": "raw document", "rewrite": "rewritten", "distill": "distilled"}
@@ -50,3 +53,9 @@ def follow_export(report_cfg: ReportConfig, export_cfg: Any) -> None:
     report_cfg.kind = export_cfg.kind
     if report_cfg.output_dir is None:
         report_cfg.output_dir = export_cfg.output_dir
+
+
+@functools.cache
+def prose() -> Prose:
+    """The page's text: the blocks of ``prose.txt`` beside this module."""
+    return Prose.load(Path(__file__).with_name("prose.txt"))

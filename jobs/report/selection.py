@@ -8,7 +8,8 @@ from ``Versions``:
 - the Spark aggregations (``jobs.report.aggregate``): ``responses``, ``instructions``, ``score``, ``filter``,
   ``kept``, ``filter_rule`` and ``score_runs`` (the judge's valid rate per mode and the chosen score's mode);
   ``models`` picks the tokenizer when ``tokenizer: auto``;
-- the page (``jobs.report.page``): every field, for its header, and ``models`` for the quality statement;
+- the page (``jobs.report.page``): ``responses``, ``filter``, ``score``, ``instructions`` and ``notes`` in its
+  header, ``models`` for the quality statement;
 - the MLflow tags: ``responses``.
 """
 
