@@ -1,7 +1,7 @@
 """One self-contained HTML page for the dataset report: inline CSS, PNG figures as base64 data URIs, HTML tables.
 
 Nothing on the page points outside it (no scripts, fonts, style sheets or images by URL), so it opens offline and can
-be mailed or attached to a run as it is.
+be mailed or attached to a run as it is. The page's prose comes from a template file read by ``Prose``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import base64
 import html
 import io
 import math
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 STYLE = """
@@ -56,6 +58,56 @@ class Page:
     statement: str  # which model produced the data and what the numbers are worth: shown first, highlighted
     sections: Sequence[Section]
     meta: Mapping[str, str] = field(default_factory=dict)  # run, step versions, settings: a small table at the top
+
+
+class Prose:
+    """A page's text kept out of the code, read from a template file of blocks, each headed by a ``[key]`` line.
+
+    A block's paragraphs are separated by blank lines and the lines of one paragraph are joined with single spaces
+    (so the file can wrap freely); ``$name`` and ``${name}`` are filled in with string.Template (``$$`` is a dollar
+    sign; a value left out is an error). Lines starting with ``#`` are comments."""
+
+    def __init__(self, blocks: Mapping[str, Sequence[str]]) -> None:
+        self.blocks = {key: list(paragraphs) for key, paragraphs in blocks.items()}
+
+    @classmethod
+    def parse(cls, text: str) -> Prose:
+        blocks: dict[str, list[str]] = {}
+        key, lines = None, []
+        for line in [*text.splitlines(), ""]:
+            line = line.strip()
+            if line.startswith("#"):
+                continue
+            if key is not None and lines and (not line or (line.startswith("[") and line.endswith("]"))):
+                blocks[key].append(" ".join(lines))  # a paragraph ends at a blank line or the next key
+                lines = []
+            if line.startswith("[") and line.endswith("]"):
+                key = line[1:-1].strip()
+                if key in blocks:
+                    raise ValueError(f"prose block [{key}] appears twice")
+                blocks[key] = []
+            elif line:
+                if key is None:
+                    raise ValueError(f"prose text before the first [key]: {line[:40]!r}")
+                lines.append(line)
+        return cls(blocks)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Prose:
+        return cls.parse(Path(path).read_text(encoding="utf-8"))
+
+    def paragraphs(self, key: str, **values: Any) -> list[str]:
+        """The paragraphs of block ``key`` with ``values`` filled in."""
+        if key not in self.blocks:
+            raise KeyError(f"no prose block [{key}]")
+        return [string.Template(p).substitute(values) for p in self.blocks[key]]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        """Block ``key`` as one string (a one-paragraph block: a title, a caption, a sentence)."""
+        paragraphs = self.paragraphs(key, **values)
+        if len(paragraphs) != 1:
+            raise ValueError(f"prose block [{key}] has {len(paragraphs)} paragraphs, not one")
+        return paragraphs[0]
 
 
 def figure_png(figure: Any) -> bytes:

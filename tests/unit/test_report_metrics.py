@@ -131,3 +131,86 @@ def test_html_page_embeds_every_figure_and_needs_no_network() -> None:
     assert '<td class="num">12</td>' in text and '<td class="num">n/a</td>' in text and "<p></p>" not in text
     with pytest.raises(KeyError, match="promised"):
         render_page(page, {"funnel.png": pngs["funnel.png"]})
+
+
+def test_prose_blocks_join_lines_split_paragraphs_and_fill_values() -> None:
+    from backforth.report_html import Prose
+
+    prose = Prose.parse("# a comment\n[a]\nOne $x\nline.\n\nSecond ${x}s.\n[b]\n.\n")
+    assert prose.paragraphs("a", x="two") == ["One two line.", "Second twos."] and prose("b") == "."
+    with pytest.raises(ValueError, match="not one"):
+        prose("a", x="y")
+    with pytest.raises(KeyError):
+        prose.paragraphs("a")  # a value left out is an error, not a literal $x on the page
+    with pytest.raises(KeyError, match="no prose block"):
+        prose("c")
+
+
+def test_funnel_section_on_plain_stages() -> None:
+    from jobs.report.sections import funnel_section
+
+    out = funnel_section([
+        ("records read", 10, {}),
+        ("documents ingested", 9, {"malformed_json": 1}),
+        ("pairs kept by the filter", 4, {"below_filter (threshold 4)": 3}),  # 2 rows not processed
+    ])  # fmt: skip
+    assert out.metrics == {"funnel.records_read": 10, "funnel.documents_ingested": 9,
+                           "funnel.documents_ingested.drop.malformed_json": 1, "funnel.pairs_kept_by_the_filter": 4,
+                           "funnel.pairs_kept_by_the_filter.drop.below_filter": 3,
+                           "funnel.pairs_kept_by_the_filter.drop.not_processed": 2}  # fmt: skip
+    assert out.tables["funnel"]["rows"] == [10, 9, -1, 4, -3, -2] and list(out.figures) == ["funnel.png"]
+    assert out.section.title == "Funnel" and out.section.figures == ["funnel.png"] and not out.skipped
+    assert out.section.paragraphs[0].startswith("Rows reaching each stage")
+
+
+def test_lengths_and_diversity_sections_on_plain_data() -> None:
+    from jobs.report.sections import diversity_section, kinds_present, lengths_section
+
+    freq = {("raw", "instruction"): {10: 2, 30: 1}, ("raw", "response"): {100: 3},
+            ("rewrite", "instruction"): {12: 1}, ("rewrite", "response"): {40: 1}}  # fmt: skip
+    present, absent = kinds_present(freq)
+    assert present == ["raw", "rewrite"] and absent == ["distilled"]
+    lengths = lengths_section(freq, present, absent, "estimate")
+    assert lengths.metrics["pairs.raw"] == 3 and lengths.metrics["tokens.raw.instruction.mean"] == pytest.approx(16.67)
+    assert lengths.metrics["tokens.rewrite.response.max"] == 40 and list(lengths.figures) == ["token_lengths.png"]
+    assert lengths.tables["token_lengths"]["kind"] == ["raw document", "rewritten"]
+    assert "counted in Spark with estimate." in lengths.section.paragraphs[0]
+    assert lengths.section.paragraphs[1] == "No rows for: distilled (that step has not run for this selection)."
+
+    sample = {"raw": [{"instruction": "how do bees fly", "response": "bees fly with four wings"}] * 3,
+              "rewrite": [{"instruction": "how do bees fly", "response": "wings beat fast"},
+                          {"instruction": "why is the sea salty", "response": None}]}  # fmt: skip
+    div = diversity_section(sample, present, absent, examples=5)  # the smallest kind has 2: all cut to 2
+    assert div.metrics["diversity.n"] == 2 and div.metrics["diversity.raw.response_trigrams"] == 3
+    instructions = ["how do bees fly", "why is the sea salty"]
+    assert div.metrics["diversity.rewrite.instruction_trigrams"] == trigram_diversity(instructions)["unique_trigrams"]
+    assert "the configured N is 5, but the smallest kind has fewer examples" in div.section.paragraphs[0]
+    assert "configured N is 2. The distinct ratio" in diversity_section(sample, present, [], 2).section.paragraphs[0]
+
+
+def test_judge_and_mauve_sections_without_enough_data() -> None:
+    from jobs.report.config import ReportConfig
+    from jobs.report.sections import judge_section, mauve_section
+
+    none = judge_section(None)
+    assert none.section.paragraphs == ["No scores for this run."] and not (none.metrics or none.tables)
+    judge = {"metrics": {"scored_pairs": 4, "valid_rate": 0.75, "sanity_auc": 1.0, "note": "x"}, "kept": 2,
+             "kept_share": 0.5, "mode": "text", "sanity": "AUC 1.0 on 4 control pairs", "histogram": {4: 1, 5: 2},
+             "modes": [{"mode": "text", "step_version": "s1", "pairs": 4, "valid_rate": 0.75}]}  # fmt: skip
+    out = judge_section(judge)
+    assert out.metrics == {"judge.scored_pairs": 4, "judge.valid_rate": 0.75, "judge.sanity_auc": 1.0,
+                           "judge.kept_share": 0.5, "judge.valid_rate.text": 0.75}  # fmt: skip
+    assert list(out.figures) == ["judge_scores.png"] and out.tables["judge"]["value"][0] == "text"
+    assert out.section.paragraphs[0].startswith("AUC 1.0 on 4 control pairs. The AUC compares")
+
+    embedded = []
+    sample = {k: [{"response": f"{k} {i}"} for i in range(6)] for k in ("raw", "rewrite")}
+    cfg = ReportConfig(mauve_min_samples=10, mauve_num_buckets=3)
+    mauve = mauve_section(sample, ["raw", "rewrite"], ["distilled"], cfg, embed=embedded.append)
+    assert embedded == [] and not mauve.metrics and not mauve.figures  # 6 per set < 10: nothing embedded
+    assert mauve.tables["mauve"]["pair"] == ["rewritten vs rewritten (two halves)", "rewritten vs raw document",
+                                             "raw document vs raw document (two halves)"]  # fmt: skip
+    assert len(mauve.skipped) == 3 and mauve.skipped[1] == "rewritten vs raw document: " + (
+        "too few samples (6 vs 6; at least 10 per set)"
+    )
+    assert "k-means with 3 buckets, seed 25" in mauve.section.paragraphs[0]

@@ -1,0 +1,288 @@
+"""The report's Spark work: every count it shows, computed from the pipeline tables at the selected step versions
+and handed back as plain Python data (``RunData``); no figures, no page, no MLflow here.
+
+Aggregations run in Spark (stage counts, drop reasons, token counts with the generation model's tokenizer, judge
+histograms); only a sample of at most ``max(diversity_examples, mauve_samples)`` rows per kind and ``samples`` rows
+side by side reach the driver."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backforth.tables import qualify, table_exists
+from jobs.report.config import KIND_LABELS, ReportConfig
+from jobs.report.selection import Versions
+from udfs.parsing import ACCEPTED_RESPONSE
+from udfs.report_metrics import make_token_count_udf
+
+log = logging.getLogger("backforth.report")
+
+
+@dataclass
+class RunData:
+    """What Spark computed for one run, as plain data: the input of the report's sections."""
+
+    stages: list[tuple[str, int, dict[str, int]]]  # funnel: (stage, rows, drops per reason), ingest to export
+    freq: dict[tuple[str, str], dict[int, int]]  # (kind, 'instruction' | 'response') → {tokens: rows}
+    method: str  # how tokens were counted (which tokenizer, or the chars/4 estimate, and why)
+    sample: dict[str, list[dict[str, Any]]]  # kind → rows (doc_id, instruction, response), pseudo-random order
+    judge: dict[str, Any] | None  # judge_stats; None = no scores for this run
+    side_by_side: list[list[Any]]  # doc_id, document excerpt, instruction, rewrite, distillation
+
+
+def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
+    """Every aggregation of the report for the run ``v`` (see ``RunData``)."""
+    cfg: ReportConfig = settings.job
+    stages = funnel_stages(spark, settings, v)
+    sets = kind_sets(spark, settings, v).localCheckpoint()
+    tokenizer, method = resolve_report_tokenizer(cfg, v)
+    freq = token_frequencies(sets, tokenizer, cfg.max_text_chars)
+    sample = driver_sample(sets, max(cfg.diversity_examples, cfg.mauve_samples))
+    sets.unpersist()
+    judge = judge_stats(spark, settings, v)
+    return RunData(stages, freq, method, sample, judge, side_by_side(spark, settings, v))
+
+
+# --- funnel
+def funnel_stages(spark: Any, settings: Any, v: Versions) -> list[tuple[str, int, dict[str, int]]]:
+    """(stage, rows, drops per reason) from ingest to export, for the tables and versions that exist; every count
+    comes from one Spark job (a union of per-table aggregations)."""
+    from pyspark.sql import functions as F
+
+    cfg: ReportConfig = settings.job
+
+    def table(name: str) -> Any:
+        fqn = qualify(settings, getattr(cfg, f"input_{name}_table"))
+        return spark.table(fqn) if table_exists(spark, fqn) else None
+
+    main = v.responses.get(cfg.kind)
+    accepted = F.col("status").isin(*ACCEPTED_RESPONSE)
+    parts = {  # stage key → (table, row filter, reason expression: a literal 'ok' for rows that pass)
+        "docs": ("docs", None, F.lit("ok")),
+        "rejects": ("rejects", None, F.col("reason")),
+        "clean": ("clean", None, F.coalesce("drop_reason", F.lit("ok"))),
+        "dedup": ("dedup", None, F.when(F.col("is_kept"), "ok").otherwise(F.coalesce("dup_reason", F.lit("dup")))),
+        "instructions": ("instructions", F.col("step_version") == F.lit(v.instructions), F.when(
+            F.col("instruction").isNotNull(), "ok").otherwise(F.coalesce(F.when(F.col("error").isNotNull(),
+                                                              "engine_error"), "reject_reason", F.lit("rejected")))),
+        "scores": ("scores", (F.col("step_version") == F.lit(v.score)) & (F.col("pair_kind") == "matched"),
+                   F.when(F.col("valid"), "ok").otherwise(F.coalesce("invalid_reason", F.lit("invalid")))),
+        "responses": ("responses", (F.col("step_version") == F.lit(main)) & (F.col("kind") == cfg.kind),
+                      F.when(accepted, "ok").otherwise(F.col("status"))),
+        "export": ("export", F.col("export_version") == F.lit(f"export-{main}"), F.lit("ok")),
+    }  # fmt: skip
+    frames = []
+    versions = {"instructions": v.instructions, "scores": v.score, "responses": main, "export": main}
+    for key, (name, where, reason) in parts.items():
+        df = table(name)
+        if df is None or (key in versions and not versions[key]):
+            continue
+        df = df.where(where) if where is not None else df
+        frames.append(df.groupBy(F.lit(key).alias("part"), reason.cast("string").alias("reason")).count())
+    counts: dict[str, dict[str, int]] = {}
+    if frames:
+        union = frames[0]
+        for frame in frames[1:]:
+            union = union.unionByName(frame)
+        for r in union.collect():
+            counts.setdefault(r["part"], {})[r["reason"] or "unknown"] = int(r["count"])
+    if table("docs") is None:
+        return []
+
+    def stage(label: str, key: str) -> tuple[str, int, dict[str, int]]:
+        drops = dict(counts.get(key, {}))
+        return label, drops.pop("ok", 0), drops
+
+    rejected = counts.get("rejects", {})
+    n_docs = counts.get("docs", {}).get("ok", 0)
+    stages = [("records read", n_docs + sum(rejected.values()), {}), ("documents ingested", n_docs, rejected)]
+    stages += [stage("kept after cleaning", "clean")] if "clean" in counts else []
+    stages += [stage("kept after dedup", "dedup")] if "dedup" in counts else []
+    stages += [stage("instructions accepted", "instructions")] if v.instructions and "instructions" in counts else []
+    if v.score and v.filter and "scores" in counts:
+        valid = counts["scores"].get("ok", 0)
+        stages.append(stage("pairs with a valid score", "scores"))
+        if v.kept is not None:
+            label = f"below_filter ({v.filter_rule})" if v.filter_rule else "below_filter"
+            stages.append(("pairs kept by the filter", v.kept, {label: max(0, valid - v.kept)}))
+    if main and "responses" in counts:
+        stages.append(stage(f"{KIND_LABELS[cfg.kind]} responses accepted", "responses"))
+        if table("export") is not None:
+            stages.append(stage("pairs exported", "export"))
+    return stages
+
+
+# --- per-kind sets
+def run_pairs(spark: Any, settings: Any, v: Versions) -> Any:
+    """(doc_id, instruction, text) of the run's pairs: the filter's kept pairs, else the accepted instructions (what
+    the responses answered); None when neither exists."""
+    from pyspark.sql import functions as F
+
+    cfg: ReportConfig = settings.job
+    pairs_fqn, instr_fqn = qualify(settings, cfg.input_pairs_table), qualify(settings, cfg.input_instructions_table)
+    if v.filter and table_exists(spark, pairs_fqn):
+        base = spark.table(pairs_fqn).where(F.col("filter_version") == v.filter)
+    elif v.instructions and table_exists(spark, instr_fqn):
+        base = spark.table(instr_fqn).where(
+            (F.col("step_version") == v.instructions) & F.col("instruction").isNotNull()
+        )
+    else:
+        return None
+    text = spark.table(qualify(settings, cfg.input_clean_table)).select("doc_id", "text")
+    return base.select("doc_id", "instruction").join(text, "doc_id")
+
+
+def kind_sets(spark: Any, settings: Any, v: Versions) -> Any:
+    """(kind, doc_id, instruction, response) rows: the raw-document pairs, and the accepted responses per kind."""
+    from pyspark.sql import functions as F
+
+    cfg: ReportConfig = settings.job
+    parts = []
+    base = run_pairs(spark, settings, v)
+    if base is not None:
+        parts.append(base.select(F.lit("raw").alias("kind"), "doc_id", "instruction", F.col("text").alias("response")))
+    responses_fqn = qualify(settings, cfg.input_responses_table)
+    for kind, version in v.responses.items():
+        rows = spark.table(responses_fqn).where(
+            (F.col("kind") == kind) & (F.col("step_version") == version) & F.col("status").isin(*ACCEPTED_RESPONSE)
+        )
+        parts.append(rows.select(F.lit(kind).alias("kind"), "doc_id", "instruction", "response"))
+    if not parts:
+        return spark.createDataFrame([], "kind string, doc_id string, instruction string, response string")
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
+
+
+def resolve_report_tokenizer(cfg: ReportConfig, v: Versions) -> tuple[str | None, str]:
+    """(tokenizer path or None, how lengths were counted). ``auto``: the tokenizer of the model that generated the
+    responses (else the instructions); a model without a local tokenizer.json falls back to chars/4, said so."""
+    from backforth.models import resolve_tokenizer
+    from backforth.pipeline import profile_or_none
+    from udfs.tokens import CHARS_PER_TOKEN_ESTIMATE, tokenizer_file
+
+    estimate = f"estimate: characters / {CHARS_PER_TOKEN_ESTIMATE}"
+    ref, origin = cfg.tokenizer, "configured"
+    if ref == "auto":
+        ref, origin = None, "no generation model found"
+        for step in (cfg.kind, "backtranslate"):
+            name = v.models.get(step, (None, None))[0]
+            profile = profile_or_none(name) if name else None
+            if profile is not None:
+                ref, origin = profile.tokenizer or profile.model, f"model profile {profile.name}"
+                break
+    if ref is None:
+        return None, f"{estimate} ({origin})"
+    try:
+        path = resolve_tokenizer(ref)
+        tokenizer_file(path)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        log.warning("report: tokenizer %s unusable (%s); counting chars/%d", ref, exc, CHARS_PER_TOKEN_ESTIMATE)
+        return None, f"{estimate} ({origin}: no local tokenizer.json for '{ref}')"
+    return path, f"tokenizer {Path(tokenizer_file(path)).parent.name} ({origin})"
+
+
+def token_frequencies(sets: Any, tokenizer: str | None, max_chars: int) -> dict[tuple[str, str], dict[int, int]]:
+    """{(kind, 'instruction' | 'response'): {tokens: rows}}, counted in Spark (one pandas UDF pass per column)."""
+    from pyspark.sql import functions as F
+
+    tokens = make_token_count_udf(tokenizer, max_chars)
+    long = sets.select(
+        "kind",
+        F.explode(F.array(
+            F.struct(F.lit("instruction").alias("field"), tokens("instruction").alias("tokens")),
+            F.struct(F.lit("response").alias("field"), tokens("response").alias("tokens")),
+        )).alias("t"),
+    )  # fmt: skip
+    freq: dict[tuple[str, str], dict[int, int]] = {}
+    for r in long.groupBy("kind", "t.field", "t.tokens").count().collect():
+        freq.setdefault((r["kind"], r["field"]), {})[int(r["tokens"])] = int(r["count"])
+    return freq
+
+
+def driver_sample(sets: Any, n: int) -> dict[str, list[dict[str, Any]]]:
+    """At most ``n`` rows per kind in a fixed pseudo-random order (hash of doc_id), collected to the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = Window.partitionBy("kind").orderBy(F.xxhash64("doc_id"), "doc_id")
+    rows = sets.withColumn("_rn", F.row_number().over(order)).where(F.col("_rn") <= n).orderBy("kind", "_rn")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows.collect():
+        out.setdefault(r["kind"], []).append({k: r[k] for k in ("doc_id", "instruction", "response")})
+    return out
+
+
+# --- judge stats
+def judge_stats(spark: Any, settings: Any, v: Versions) -> dict[str, Any] | None:
+    """The chosen score version's summary (jobs.score.judge_summary), kept share, and valid rate per judge mode."""
+    from pyspark.sql import functions as F
+
+    from jobs.score import judge_summary
+
+    fqn = qualify(settings, settings.job.input_scores_table)
+    run = next((r for r in v.score_runs if r["step_version"] == v.score), None)
+    if run is None or not table_exists(spark, fqn):
+        return None
+    summary = judge_summary(spark.table(fqn).where(F.col("step_version") == v.score))
+    modes = []
+    for r in v.score_runs:  # newest first: the first run of each mode
+        if r["mode"] not in {m["mode"] for m in modes}:
+            rate = round(int(r["valid"] or 0) / int(r["matched"]), 4) if r["matched"] else math.nan
+            modes.append({"mode": r["mode"], "step_version": r["step_version"], "pairs": int(r["matched"] or 0),
+                          "valid_rate": rate})  # fmt: skip
+    scored = summary["metrics"].get("scored_pairs", 0)
+    summary["kept"] = v.kept
+    summary["kept_share"] = round(v.kept / scored, 4) if v.kept is not None and scored else math.nan
+    summary["modes"] = modes
+    summary["mode"] = run["mode"]
+    return summary
+
+
+# --- samples side by side
+def side_by_side(spark: Any, settings: Any, v: Versions) -> list[list[Any]]:
+    """Up to ``samples`` rows: doc_id, document excerpt, instruction, rewrite, distillation (or why there is none)."""
+    from pyspark.sql import functions as F
+
+    cfg: ReportConfig = settings.job
+    base = run_pairs(spark, settings, v)
+    if base is None:
+        return []
+    responses_fqn = qualify(settings, cfg.input_responses_table)
+    score = F.lit(0)
+    for kind in ("rewrite", "distill"):
+        version = v.responses.get(kind)
+        if version:
+            rows = spark.table(responses_fqn).where((F.col("kind") == kind) & (F.col("step_version") == version))
+            base = base.join(rows.select("doc_id", F.col("response").alias(kind), F.col("status").alias(f"{kind}_st")),
+                             "doc_id", "left")  # fmt: skip
+            score = score + F.coalesce(F.col(f"{kind}_st").isin(*ACCEPTED_RESPONSE).cast("int"), F.lit(0))
+        else:
+            base = base.withColumn(kind, F.lit(None).cast("string")).withColumn(
+                f"{kind}_st", F.lit(None).cast("string")
+            )
+    picked = base.orderBy(score.desc(), F.xxhash64("doc_id"), "doc_id").limit(cfg.samples)
+    out = []
+    for r in picked.collect():
+        cells = [r["doc_id"], _excerpt(r["text"], cfg.excerpt_chars), r["instruction"]]
+        for kind in ("rewrite", "distill"):
+            if not v.responses.get(kind):
+                cells.append(f"(no {kind} run)")
+            elif r[f"{kind}_st"] is None:
+                cells.append("(no response for this pair yet)")
+            elif r[f"{kind}_st"] in ACCEPTED_RESPONSE:
+                cells.append(r[kind])
+            else:
+                cells.append(f"(rejected: {r[f'{kind}_st']})")
+        out.append(cells)
+    return out
+
+
+def _excerpt(text: str | None, n: int) -> str:
+    text = text or ""
+    return text if len(text) <= n else text[: n - 1] + "…"
