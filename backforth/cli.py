@@ -145,10 +145,17 @@ def cmd_submit_args(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Tell the user where things are and the next commands to type."""
+    from backforth.catalog import TABLES
     from backforth.runner import tracking_uri
 
     settings: Settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
     uri = tracking_uri(settings)
+    width = max(len(t.name) for t in TABLES.values())
+    tables = "\n".join(
+        f"  {t.name:<{width}}  key {', '.join(t.key) + (' + step_version' if t.versioned else ''):<32} {t.description}"
+        for t in TABLES.values()
+    )
+    print(f"Tables (schema '{settings.tables.schema}'; written by the steps, lineage in step_runs):\n{tables}")
     print(
         f"""
 Local data folder: {settings.data_path}
@@ -171,6 +178,7 @@ Query the tables:
   backforth sql "SELECT messages, url, score, split FROM sft_pairs LIMIT 5"
   backforth sql "SELECT source, count(*) FROM seed_pairs GROUP BY 1"       (after `backforth seed`)
   backforth sql "SELECT reason, count(*) FROM seed_rejects GROUP BY 1"
+  backforth sql "SELECT step, step_version, status, rows_out, started_at FROM step_runs ORDER BY started_at"
   backforth sql "DESCRIBE HISTORY docs_raw"
 
 Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.experiment}'):

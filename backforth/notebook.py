@@ -37,6 +37,13 @@ class Notebook:
             print(f"(no table {', '.join(missing)} yet: run the step that writes it first)")
         return not missing
 
+    def version(self, step: str) -> str | None:
+        """The step version of the newest finished run of ``step`` (from ``step_runs``), or None."""
+        from backforth import lineage
+
+        run = lineage.newest(self.spark, self.settings, [step])
+        return run.step_version if run else None
+
     def sql(self, query: str):
         """Run ``query`` with ``{table}`` placeholders replaced by full, quoted table names."""
         from backforth.tables import quote

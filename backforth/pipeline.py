@@ -109,8 +109,8 @@ def summary(result: dict) -> str:
         lines.append(
             f"Files: {outcomes['export'].tags['backforth.export_dir']}/ (jsonl/, parquet/, README.md dataset card)"
         )
-    if "report" in outcomes and outcomes["report"].tags.get("backforth.report_path"):
-        path = outcomes["report"].tags["backforth.report_path"]
+    if "report" in outcomes and outcomes["report"].tags.get("backforth.report_html"):
+        path = outcomes["report"].tags["backforth.report_html"]
         lines.append(f"Report: {path} (one HTML page, opens offline; also in the report step's run)")
     uri = tracking_uri(settings)
     lines += [

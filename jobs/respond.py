@@ -92,13 +92,7 @@ def declare(kind: str, config: type, description: str) -> LLMStep:
             variables={"instruction": "instruction", "document": "text"},
             params=lambda cfg: {"kind": kind},
             parse=extract,
-            columns=lambda ctx: [
-                F.lit(kind).alias("kind"),
-                "source_version",
-                "instruction",
-                "parsed.response",
-                "parsed.status",
-            ],  # fmt: skip
+            columns=columns,
             outcome="status",
             outcome_metric="status",
             rows_metric="pairs",

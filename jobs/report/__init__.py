@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from backforth.errors import MissingInputError
 from backforth.registry import JobResult, job
 from backforth.tables import qualify, table_exists
 from jobs.report.aggregate import aggregate_run
@@ -30,12 +31,12 @@ from jobs.report.selection import select_run
 __all__ = ["ReportConfig", "follow_export", "report_path", "run"]
 
 
-@job("report", config=ReportConfig)
+@job("report", config=ReportConfig, plan=follow_export)
 def run(spark: Any, settings: Any) -> JobResult:
     """Compute the dataset report of one run; log it to MLflow and write report.html beside the export."""
     cfg: ReportConfig = settings.job
     if not table_exists(spark, qualify(settings, cfg.input_docs_table)):
-        raise ValueError(f"{qualify(settings, cfg.input_docs_table)} is missing: run `backforth ingest` first")
+        raise MissingInputError(f"{qualify(settings, cfg.input_docs_table)} is missing", "ingest")
     v = select_run(spark, settings)
     data = aggregate_run(spark, settings, v)
     parts = report_sections(cfg, data)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backforth import catalog, lineage
 from backforth.tables import qualify, table_exists
 from jobs.report.config import KIND_LABELS, ReportConfig
 from jobs.report.selection import Versions
@@ -49,70 +50,41 @@ def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
 
 # --- funnel
 def funnel_stages(spark: Any, settings: Any, v: Versions) -> list[tuple[str, int, dict[str, int]]]:
-    """(stage, rows, drops per reason) from ingest to export, for the tables and versions that exist; every count
-    comes from one Spark job (a union of per-table aggregations)."""
+    """(stage, rows, drops per reason) from the records read to the export: the catalog's funnel of the run
+    (backforth.catalog, the same numbers as the pipeline summary and the dataset card), with what only the report
+    shows: the records read (documents plus ingest rejects, by reason), the filter's drops and the kind's label."""
     from pyspark.sql import functions as F
 
     cfg: ReportConfig = settings.job
-
-    def table(name: str) -> Any:
-        fqn = qualify(settings, getattr(cfg, f"input_{name}_table"))
-        return spark.table(fqn) if table_exists(spark, fqn) else None
-
-    main = v.responses.get(cfg.kind)
-    accepted = F.col("status").isin(*ACCEPTED_RESPONSE)
-    parts = {  # stage key → (table, row filter, reason expression: a literal 'ok' for rows that pass)
-        "docs": ("docs", None, F.lit("ok")),
-        "rejects": ("rejects", None, F.col("reason")),
-        "clean": ("clean", None, F.coalesce("drop_reason", F.lit("ok"))),
-        "dedup": ("dedup", None, F.when(F.col("is_kept"), "ok").otherwise(F.coalesce("dup_reason", F.lit("dup")))),
-        "instructions": ("instructions", F.col("step_version") == F.lit(v.instructions), F.when(
-            F.col("instruction").isNotNull(), "ok").otherwise(F.coalesce(F.when(F.col("error").isNotNull(),
-                                                              "engine_error"), "reject_reason", F.lit("rejected")))),
-        "scores": ("scores", (F.col("step_version") == F.lit(v.score)) & (F.col("pair_kind") == "matched"),
-                   F.when(F.col("valid"), "ok").otherwise(F.coalesce("invalid_reason", F.lit("invalid")))),
-        "responses": ("responses", (F.col("step_version") == F.lit(main)) & (F.col("kind") == cfg.kind),
-                      F.when(accepted, "ok").otherwise(F.col("status"))),
-        "export": ("export", F.col("export_version") == F.lit(f"export-{main}"), F.lit("ok")),
-    }  # fmt: skip
-    frames = []
-    versions = {"instructions": v.instructions, "scores": v.score, "responses": main, "export": main}
-    for key, (name, where, reason) in parts.items():
-        df = table(name)
-        if df is None or (key in versions and not versions[key]):
-            continue
-        df = df.where(where) if where is not None else df
-        frames.append(df.groupBy(F.lit(key).alias("part"), reason.cast("string").alias("reason")).count())
-    counts: dict[str, dict[str, int]] = {}
-    if frames:
-        union = frames[0]
-        for frame in frames[1:]:
-            union = union.unionByName(frame)
-        for r in union.collect():
-            counts.setdefault(r["part"], {})[r["reason"] or "unknown"] = int(r["count"])
-    if table("docs") is None:
+    docs = qualify(settings, cfg.input_docs_table)
+    if not table_exists(spark, docs):
         return []
-
-    def stage(label: str, key: str) -> tuple[str, int, dict[str, int]]:
-        drops = dict(counts.get(key, {}))
-        return label, drops.pop("ok", 0), drops
-
-    rejected = counts.get("rejects", {})
-    n_docs = counts.get("docs", {}).get("ok", 0)
-    stages = [("records read", n_docs + sum(rejected.values()), {}), ("documents ingested", n_docs, rejected)]
-    stages += [stage("kept after cleaning", "clean")] if "clean" in counts else []
-    stages += [stage("kept after dedup", "dedup")] if "dedup" in counts else []
-    stages += [stage("instructions accepted", "instructions")] if v.instructions and "instructions" in counts else []
-    if v.score and v.filter and "scores" in counts:
-        valid = counts["scores"].get("ok", 0)
-        stages.append(stage("pairs with a valid score", "scores"))
-        if v.kept is not None:
+    runs = dict(v.runs)
+    if cfg.kind not in v.responses:  # no responses of the followed kind: the funnel stops before the answers
+        runs = {k: r for k, r in runs.items() if k not in ("rewrite", "distill", "export")}
+    else:
+        runs = {k: r for k, r in runs.items() if k != ("distill" if cfg.kind == "rewrite" else "rewrite")}
+        export = next((r for r in lineage.runs(spark, settings, "export") if r.input(cfg.kind) and
+                       r.input(cfg.kind).step_version == v.responses[cfg.kind]), None)  # fmt: skip
+        if export is not None:
+            runs["export"] = export
+    rejects_fqn = qualify(settings, cfg.input_rejects_table)
+    rejected: dict[str, int] = {}
+    if table_exists(spark, rejects_fqn):
+        rows = spark.table(rejects_fqn).groupBy("reason").agg(F.count("*").alias("n")).collect()
+        rejected = {r["reason"] or "unknown": int(r["n"]) for r in rows}
+    stages: list[tuple[str, int, dict[str, int]]] = []
+    for s in catalog.funnel(spark, settings, runs):
+        reasons = dict(s.reasons)
+        if s.table == "docs_raw":
+            stages.append(("records read", s.rows + sum(rejected.values()), {}))
+            reasons = rejected
+        elif s.table == "pairs_filtered":
+            valid = stages[-1][1] if stages and stages[-1][0] == "pairs with a valid score" else s.kept
             label = f"below_filter ({v.filter_rule})" if v.filter_rule else "below_filter"
-            stages.append(("pairs kept by the filter", v.kept, {label: max(0, valid - v.kept)}))
-    if main and "responses" in counts:
-        stages.append(stage(f"{KIND_LABELS[cfg.kind]} responses accepted", "responses"))
-        if table("export") is not None:
-            stages.append(stage("pairs exported", "export"))
+            reasons = {label: max(0, valid - s.kept)}
+        label = f"{KIND_LABELS[cfg.kind]} responses accepted" if s.table == "responses" else s.label
+        stages.append((label, s.kept, reasons))
     return stages
 
 
@@ -123,9 +95,9 @@ def run_pairs(spark: Any, settings: Any, v: Versions) -> Any:
     from pyspark.sql import functions as F
 
     cfg: ReportConfig = settings.job
-    pairs_fqn, instr_fqn = qualify(settings, cfg.input_pairs_table), qualify(settings, cfg.input_instructions_table)
+    pairs_fqn, instr_fqn = output_table(settings, v, "filter"), output_table(settings, v, "backtranslate")
     if v.filter and table_exists(spark, pairs_fqn):
-        base = spark.table(pairs_fqn).where(F.col("filter_version") == v.filter)
+        base = spark.table(pairs_fqn).where(F.col("step_version") == v.filter)
     elif v.instructions and table_exists(spark, instr_fqn):
         base = spark.table(instr_fqn).where(
             (F.col("step_version") == v.instructions) & F.col("instruction").isNotNull()
@@ -140,14 +112,12 @@ def kind_sets(spark: Any, settings: Any, v: Versions) -> Any:
     """(kind, doc_id, instruction, response) rows: the raw-document pairs, and the accepted responses per kind."""
     from pyspark.sql import functions as F
 
-    cfg: ReportConfig = settings.job
     parts = []
     base = run_pairs(spark, settings, v)
     if base is not None:
         parts.append(base.select(F.lit("raw").alias("kind"), "doc_id", "instruction", F.col("text").alias("response")))
-    responses_fqn = qualify(settings, cfg.input_responses_table)
     for kind, version in v.responses.items():
-        rows = spark.table(responses_fqn).where(
+        rows = spark.table(output_table(settings, v, kind)).where(
             (F.col("kind") == kind) & (F.col("step_version") == version) & F.col("status").isin(*ACCEPTED_RESPONSE)
         )
         parts.append(rows.select(F.lit(kind).alias("kind"), "doc_id", "instruction", "response"))
@@ -223,9 +193,9 @@ def judge_stats(spark: Any, settings: Any, v: Versions) -> dict[str, Any] | None
     """The chosen score version's summary (jobs.score.judge_summary), kept share, and valid rate per judge mode."""
     from pyspark.sql import functions as F
 
-    from jobs.score import judge_summary
+    from udfs.judge import judge_summary
 
-    fqn = qualify(settings, settings.job.input_scores_table)
+    fqn = output_table(settings, v, "score")
     run = next((r for r in v.score_runs if r["step_version"] == v.score), None)
     if run is None or not table_exists(spark, fqn):
         return None
@@ -253,12 +223,13 @@ def side_by_side(spark: Any, settings: Any, v: Versions) -> list[list[Any]]:
     base = run_pairs(spark, settings, v)
     if base is None:
         return []
-    responses_fqn = qualify(settings, cfg.input_responses_table)
     score = F.lit(0)
     for kind in ("rewrite", "distill"):
         version = v.responses.get(kind)
         if version:
-            rows = spark.table(responses_fqn).where((F.col("kind") == kind) & (F.col("step_version") == version))
+            rows = spark.table(output_table(settings, v, kind)).where(
+                (F.col("kind") == kind) & (F.col("step_version") == version)
+            )
             base = base.join(rows.select("doc_id", F.col("response").alias(kind), F.col("status").alias(f"{kind}_st")),
                              "doc_id", "left")  # fmt: skip
             score = score + F.coalesce(F.col(f"{kind}_st").isin(*ACCEPTED_RESPONSE).cast("int"), F.lit(0))
@@ -281,6 +252,15 @@ def side_by_side(spark: Any, settings: Any, v: Versions) -> list[list[Any]]:
                 cells.append(f"(rejected: {r[f'{kind}_st']})")
         out.append(cells)
     return out
+
+
+def output_table(settings: Any, v: Versions, step: str) -> str:
+    """The table the run of ``step`` wrote (from its lineage row), else the catalog's table of that step."""
+    run = v.runs.get(step)
+    if run is not None and run.output_table:
+        return run.output_table
+    entry = catalog.written_by(step)
+    return qualify(settings, entry.name if entry else step)
 
 
 def _excerpt(text: str | None, n: int) -> str:

@@ -48,8 +48,12 @@ def report_path(settings: Any) -> Path:
     return Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve() / cfg.file_name
 
 
-def follow_export(report_cfg: ReportConfig, export_cfg: Any) -> None:
-    """In a pipeline, the report describes what export wrote: same kind, and its page beside the export's files."""
+def follow_export(report_cfg: ReportConfig, configs: dict[str, Any]) -> None:
+    """In a pipeline (the job's ``plan`` hook), the report describes what export wrote: same kind, and its page beside
+    the export's files."""
+    export_cfg = configs.get("export")
+    if export_cfg is None:
+        return
     report_cfg.kind = export_cfg.kind
     if report_cfg.output_dir is None:
         report_cfg.output_dir = export_cfg.output_dir

@@ -1,16 +1,10 @@
-"""Which run the report describes: the step versions it reads, chosen from ``ReportConfig``.
+"""Which run the report describes, read from the lineage table (``step_runs``).
 
-The contract is ``select_run(spark, settings) -> Versions``; everything else here is how it is done today (one small
-catalog of every step version per LLM table, then a walk back from the chosen responses to the filter, score and
-backtranslation they came from) and may be replaced without touching the rest of the report. What the report reads
-from ``Versions``:
-
-- the Spark aggregations (``jobs.report.aggregate``): ``responses``, ``instructions``, ``score``, ``filter``,
-  ``kept``, ``filter_rule`` and ``score_runs`` (the judge's valid rate per mode and the chosen score's mode);
-  ``models`` picks the tokenizer when ``tokenizer: auto``;
-- the page (``jobs.report.page``): ``responses``, ``filter``, ``score``, ``instructions`` and ``notes`` in its
-  header, ``models`` for the quality statement;
-- the MLflow tags: ``responses``.
+``select_run(spark, settings) -> Versions``: the newest finished run of the configured ``kind`` (or the pinned
+``<kind>_version``), the other kind's newest finished run over the same pairs, and the filter, score and
+backtranslation runs they read (backforth.lineage.chain), each of which can be pinned. What the report reads from
+``Versions``: the runs for the funnel (backforth.catalog), the step versions for its per-kind sets, judge statistics
+and samples, the models for the tokenizer and the quality statement, and the notes for the page.
 """
 
 from __future__ import annotations
@@ -18,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from backforth.tables import qualify, table_exists
+from backforth import lineage
+from backforth.errors import MissingInputError
+from backforth.lineage import StepRun
+from backforth.tables import table_exists
 from jobs.report.config import ReportConfig
 
 __all__ = ["Versions", "select_run"]
@@ -40,102 +37,88 @@ class Versions:
     # every scoring of the same instructions, newest first: step_version, mode, matched (pairs), valid (pairs), at
     score_runs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said on the page (e.g. a newest run that answered other pairs)
+    runs: dict[str, StepRun] = field(default_factory=dict)  # step → the run read (what the catalog's funnel counts)
 
 
 def select_run(spark: Any, settings: Any) -> Versions:
-    """The step versions of the run ``settings.job`` (a ReportConfig) asks for: the newest responses of its ``kind``
-    unless pinned, the other kind's newest responses to the same pairs, and the filter, score and backtranslation
-    those came from unless pinned. A pinned response version with no rows raises ValueError."""
-    return resolve_versions(version_catalog(spark, settings), settings.job)
-
-
-def version_catalog(spark: Any, settings: Any) -> dict[str, list[dict[str, Any]]]:
-    """One row per step version of each LLM table (newest created_at, rows, model): four small aggregations, so
-    choosing a run costs four Spark jobs whatever the number of versions."""
-    from pyspark.sql import functions as F
-
+    """The runs ``settings.job`` (a ReportConfig) asks for; see the module docstring. A pinned version without a
+    finished run is a user error."""
     cfg: ReportConfig = settings.job
-    model = [F.first("model.profile").alias("profile"), F.first("model.uri").alias("uri")]
-    matched = F.col("pair_kind") == "matched"
-    plans = {
-        "instructions": (["step_version"], model),
-        "scores": (["step_version", "instruction_version", "mode"], [
-            *model, F.sum(matched.cast("int")).alias("matched"), F.sum((matched & F.col("valid")).cast("int")).alias(
-                "valid")]),
-        "pairs": (["filter_version", "score_version", "instruction_version", "filter_mode", "filter_value"], []),
-        "responses": (["kind", "step_version", "source_version"], model),
-    }  # fmt: skip
-    catalog: dict[str, list[dict[str, Any]]] = {}
-    for name, (keys, aggs) in plans.items():
-        fqn = qualify(settings, getattr(cfg, f"input_{name}_table"))
-        if not table_exists(spark, fqn):
-            catalog[name] = []
-            continue
-        rows = spark.table(fqn).groupBy(*keys).agg(F.max("created_at").alias("at"), F.count("*").alias("rows"), *aggs)
-        catalog[name] = [r.asDict() for r in rows.collect()]
-    return catalog
+    finished = lineage.runs(spark, settings)
+    by_step: dict[str, list[StepRun]] = {}
+    for run in finished:
+        by_step.setdefault(run.step, []).append(run)
 
+    def pick(step: str, pinned: str | None, **params: str) -> StepRun | None:
+        try:
+            return lineage.resolve(spark, settings, step, pinned, params or None, by_step.get(step, []))
+        except MissingInputError:
+            return None
 
-def newest_of(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any] | None:
-    """The newest catalog row whose fields equal ``match``."""
-    found = [r for r in rows if all(r[k] == v for k, v in match.items())]
-    return max(found, key=lambda r: r["at"]) if found else None
-
-
-def resolve_versions(catalog: dict[str, list[dict[str, Any]]], cfg: ReportConfig) -> Versions:
-    """Walk back from the chosen responses to the filter, score and backtranslation they came from."""
     v = Versions()
-    responses = catalog["responses"]
-    main = newest_of(responses, kind=cfg.kind, **_pinned(getattr(cfg, f"{cfg.kind}_version")))
-    if getattr(cfg, f"{cfg.kind}_version") and main is None:
-        raise ValueError(f"{cfg.kind}_version {getattr(cfg, f'{cfg.kind}_version')}: no such {cfg.kind} rows")
-    if main:
-        v.responses[cfg.kind], v.source = main["step_version"], main["source_version"]
     other = "distill" if cfg.kind == "rewrite" else "rewrite"
-    pinned = getattr(cfg, f"{other}_version")
-    chosen = newest_of(responses, kind=other, **_pinned(pinned))
-    if pinned is None and v.source is not None:
-        same = newest_of(responses, kind=other, source_version=v.source)
+    main = pick(cfg.kind, getattr(cfg, f"{cfg.kind}_version"))
+    start = main or pick("filter", cfg.filter_version) or pick("score", cfg.score_version)
+    start = start or pick("backtranslate", cfg.instruction_version)
+    runs = lineage.chain(spark, settings, start) if start is not None else {}
+    for step, pinned in (("filter", cfg.filter_version), ("score", cfg.score_version),
+                         ("backtranslate", cfg.instruction_version)):  # fmt: skip
+        if pinned:
+            runs[step] = pick(step, pinned)  # type: ignore[assignment]
+    if main is not None:
+        v.responses[cfg.kind] = main.step_version or ""
+        source = next((i for i in main.inputs if i.step in ("filter", "backtranslate")), None)
+        v.source = source.step_version if source else None
+    pinned_other = getattr(cfg, f"{other}_version")
+    chosen = pick(other, pinned_other)
+    if pinned_other is None and v.source is not None:
+        same = next((r for r in by_step.get(other, []) if any(i.step_version == v.source for i in r.inputs)), None)
         if same is None and chosen is not None:
-            v.notes.append(f"the newest {other} run ({chosen['step_version']}) answered other pairs")
+            v.notes.append(f"the newest {other} run ({chosen.step_version}) answered other pairs")
         chosen = same or chosen
-    if chosen:
-        v.responses[other] = chosen["step_version"]
-    for kind, version in v.responses.items():
-        row = newest_of(responses, kind=kind, step_version=version)
-        v.models[kind] = (row["profile"], row["uri"])
-    pairs = catalog["pairs"]
-    if cfg.filter_version:
-        v.filter = cfg.filter_version
-    elif v.source is not None:
-        v.filter = v.source if newest_of(pairs, filter_version=v.source) else None
-    elif pairs:
-        v.filter = newest_of(pairs)["filter_version"]
-    prow = newest_of(pairs, filter_version=v.filter) if v.filter else None
-    if prow:
-        v.score, v.instructions, v.kept = prow["score_version"], prow["instruction_version"], int(prow["rows"])
-        v.filter_rule = f"{prow['filter_mode']} {prow['filter_value']:g}"
-    v.score = cfg.score_version or v.score
-    v.instructions = cfg.instruction_version or v.instructions
-    if v.instructions is None and v.source is not None and v.filter is None:
-        v.instructions = v.source  # responses made with input = all answer a backtranslation directly
-    srow = newest_of(catalog["scores"], step_version=v.score) if v.score else None
-    if v.instructions is None and srow:
-        v.instructions = srow["instruction_version"]
-    if v.instructions is None and catalog["instructions"]:
-        v.instructions = newest_of(catalog["instructions"])["step_version"]
-    if v.score is None and v.instructions is not None:
-        srow = newest_of(catalog["scores"], instruction_version=v.instructions)
-        v.score = srow["step_version"] if srow else None
-    if srow:
-        v.models["score"] = (srow["profile"], srow["uri"])
-    irow = newest_of(catalog["instructions"], step_version=v.instructions) if v.instructions else None
-    if irow:
-        v.models = {"backtranslate": (irow["profile"], irow["uri"]), **v.models}
-    v.score_runs = sorted((r for r in catalog["scores"] if r["instruction_version"] == v.instructions),
-                          key=lambda r: r["at"], reverse=True)  # fmt: skip
+    if chosen is not None:
+        v.responses[other] = chosen.step_version or ""
+        runs[other] = chosen
+    v.runs = {k: r for k, r in runs.items() if r is not None}
+    for step in ("backtranslate", "score", *v.responses):
+        if step in v.runs and v.runs[step].model:
+            model = v.runs[step].model or {}
+            v.models[step] = (model.get("profile"), model.get("uri"))
+    if "filter" in v.runs:
+        f = v.runs["filter"]
+        v.filter, v.kept, v.filter_rule = f.step_version, f.rows_out, f.params.get("text", "")
+    v.score = v.runs["score"].step_version if "score" in v.runs else None
+    v.instructions = v.runs["backtranslate"].step_version if "backtranslate" in v.runs else None
+    if v.instructions is not None:
+        v.score_runs = score_runs(spark, by_step.get("score", []), v.instructions)
     return v
 
 
-def _pinned(version: str | None) -> dict[str, str]:
-    return {"step_version": version} if version else {}
+def score_runs(spark: Any, candidates: list[StepRun], instructions: str) -> list[dict[str, Any]]:
+    """Every finished scoring of the ``instructions`` version, newest first, with its matched and valid pairs (one
+    small aggregation per scores table)."""
+    from pyspark.sql import functions as F
+
+    runs = [r for r in candidates if any(i.step_version == instructions for i in r.inputs)]
+    counts: dict[str, Any] = {}
+    for table in {r.output_table for r in runs if r.output_table}:
+        if not table_exists(spark, table):
+            continue
+        matched = F.col("pair_kind") == "matched"
+        rows = (
+            spark.table(table)
+            .where(F.col("step_version").isin([r.step_version for r in runs]))
+            .groupBy("step_version")
+            .agg(
+                F.sum(matched.cast("int")).alias("matched"),
+                F.sum((matched & F.col("valid")).cast("int")).alias("valid"),
+            )
+            .collect()
+        )
+        counts.update({r["step_version"]: r for r in rows})
+    out = []
+    for r in runs:
+        row = counts.get(r.step_version)
+        out.append({"step_version": r.step_version, "mode": r.params.get("mode"), "at": r.started_at,
+                    "matched": row["matched"] if row else 0, "valid": row["valid"] if row else 0})  # fmt: skip
+    return out

@@ -14,40 +14,21 @@ nb = open_notebook(globals())
 
 # MAGIC %md
 # MAGIC ## Documents per stage
-# MAGIC The LLM tables hold every step version ever run; these counts take the newest one of each.
+# MAGIC The funnel of the newest finished run, from the lineage table `step_runs`: the same counts as
+# MAGIC `backforth pipeline`'s summary, the dataset card and the report (one table catalog: `backforth.catalog`).
 
 # COMMAND ----------
 
-stages = []
-if nb.exists("docs_raw", "docs_clean", "docs_dedup"):
-    stages += [
-        "SELECT 1 AS i, 'ingested' AS stage, count(*) AS n FROM {docs_raw}",
-        "SELECT 2, 'clean: kept', count_if(drop_reason IS NULL) FROM {docs_clean}",
-        "SELECT 3, 'dedup: kept', count_if(dup_reason IS NULL) FROM {docs_dedup}",
-    ]
-newest = "step_version = (SELECT max_by(step_version, created_at) FROM {t})"
-if nb.exists("instructions"):
-    stages.append(
-        "SELECT 4, 'instruction accepted', count_if(instruction IS NOT NULL AND reject_reason IS NULL "
-        "AND error IS NULL) FROM {instructions} WHERE " + newest.format(t="{instructions}")
-    )
-if nb.exists("scores"):
-    stages.append(
-        "SELECT 5, 'judge: valid score', count_if(valid) FROM {scores} WHERE pair_kind = 'matched' AND "
-        + newest.format(t="{scores}")
-    )
-if nb.exists("pairs_filtered"):
-    stages.append(
-        "SELECT 6, 'kept by the filter', count(*) FROM {pairs_filtered} WHERE filter_version = "
-        "(SELECT max_by(filter_version, created_at) FROM {pairs_filtered})"
-    )
-if nb.exists("responses"):
-    stages.append("SELECT 7, 'rewrite usable', count_if(status LIKE 'ok%') FROM {responses} WHERE kind = 'rewrite'")
-if nb.exists("sft_pairs"):
-    stages.append("SELECT 8, 'exported', count(*) FROM {sft_pairs}")
-if stages:
-    funnel = nb.sql(" UNION ALL ".join(stages) + " ORDER BY 1").toPandas()
-    print(funnel.to_string(index=False))
+import pandas as pd
+
+from backforth import catalog
+
+stages = catalog.funnel(nb.spark, nb.settings)
+funnel = pd.DataFrame(
+    [(s.label, s.kept, s.step_version or "", ", ".join(f"{r} {n}" for r, n in s.reasons.items())) for s in stages],
+    columns=["stage", "rows", "step_version", "dropped"],
+)
+print(funnel.to_string(index=False))
 
 # COMMAND ----------
 

@@ -13,16 +13,15 @@ nb = open_notebook(globals())
 # COMMAND ----------
 
 if nb.exists("docs_clean", "instructions", "scores", "responses"):
-    pairs = nb.sql("""
-        WITH i AS (SELECT * FROM {instructions}
-                   WHERE step_version = (SELECT max_by(step_version, created_at) FROM {instructions})),
-             s AS (SELECT * FROM {scores} WHERE pair_kind = 'matched'
-                   AND step_version = (SELECT max_by(step_version, created_at) FROM {scores})),
-             r AS (SELECT doc_id, max_by(response, created_at) AS rewrite, max_by(status, created_at) AS status
-                   FROM {responses} WHERE kind = 'rewrite' GROUP BY doc_id)
+    versions = {step: nb.version(step) for step in ("backtranslate", "score", "rewrite")}  # newest finished runs
+    pairs = nb.sql(f"""
+        WITH i AS (SELECT * FROM {{instructions}} WHERE step_version = '{versions["backtranslate"]}'),
+             s AS (SELECT * FROM {{scores}} WHERE pair_kind = 'matched' AND step_version = '{versions["score"]}'),
+             r AS (SELECT doc_id, response AS rewrite, status FROM {{responses}}
+                   WHERE step_version = '{versions["rewrite"]}')
         SELECT i.doc_id, substr(d.text, 1, 300) AS document, i.instruction, s.score, round(s.expected_score, 2) AS
                expected_score, r.status, substr(r.rewrite, 1, 300) AS rewrite
-        FROM i JOIN {docs_clean} d USING (doc_id) LEFT JOIN s USING (doc_id) LEFT JOIN r USING (doc_id)
+        FROM i JOIN {{docs_clean}} d USING (doc_id) LEFT JOIN s USING (doc_id) LEFT JOIN r USING (doc_id)
         WHERE i.instruction IS NOT NULL AND i.reject_reason IS NULL
         ORDER BY r.rewrite IS NULL, s.expected_score DESC NULLS LAST, i.doc_id LIMIT 5""").toPandas()
     for row in pairs.itertuples():

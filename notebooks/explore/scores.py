@@ -11,7 +11,7 @@ from backforth.notebook import open_notebook
 
 nb = open_notebook(globals())
 has_scores = nb.exists("scores")
-newest = "step_version = (SELECT max_by(step_version, created_at) FROM {scores})"
+newest = f"step_version = '{nb.version('score')}'"  # the newest finished score run (lineage: step_runs)
 
 # COMMAND ----------
 
@@ -26,7 +26,7 @@ if has_scores:
 # COMMAND ----------
 
 # MAGIC %md
-# MAGIC ## Score histogram (newest step version)
+# MAGIC ## Score histogram (newest finished score run)
 
 # COMMAND ----------
 

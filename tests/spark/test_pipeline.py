@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 
@@ -70,6 +71,15 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     assert sorted(children["tags.backforth.job"]) == sorted(outcomes)
     text = summary(result)
     assert "pairs exported" in text and "Three sample pairs" in text and result["run_id"] in text
+    # one catalog, one lineage: the summary, the dataset card and the funnel give the same numbers for this run
+    from backforth import catalog
+
+    funnel = catalog.counts(catalog.funnel(spark, result["settings"]))
+    in_summary = {m[1]: int(m[2]) for m in re.finditer(r"^  (\S.*?)\s{2,}(\d+)", text, re.M)}
+    in_card = {m[1]: int(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| (\d+) \|$", card, re.M)}
+    in_card = {k: v for k, v in in_card.items() if k not in ("train", "validation")}
+    assert funnel == in_summary == in_card and len(funnel) == 8 and funnel["pairs exported"] == exported
+    assert funnel["kept after dedup"] == kept and funnel["pairs kept by the filter"] == filtered
     # the report: its page beside the exported files, its funnel ending at the exported pairs
     assert (out / "report.html").is_file() and f"Report: {out.resolve() / 'report.html'}" in text
     assert outcomes["report"].metrics["funnel.pairs_exported"] == exported
@@ -101,8 +111,10 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
         runpy.run_path(str(notebooks / f"{name}.py"), run_name="__main__")
         printed[name] = capsys.readouterr().out
     ingested = int(outcomes["ingest"].metrics["docs_inserted"])
-    assert f"ingested {ingested}" in " ".join(printed["explore/funnel"].split())
-    assert f"exported {exported}" in " ".join(printed["explore/funnel"].split())
+    shown = " ".join(printed["explore/funnel"].split())
+    for label, n in funnel.items():  # the notebook's funnel is the catalog's too
+        assert f"{label} {n}" in shown
+    assert f"ingested {ingested}" in shown and f"exported {exported}" in shown
     assert "dup_exact" in printed["explore/funnel"] and "matched" in printed["explore/scores"]
     assert (data_dir / "notebooks" / "score_histogram.png").stat().st_size > 1000
     accepted = int(outcomes["backtranslate"].metrics["outcome.accepted"])

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
+from backforth import lineage
+from backforth.lineage import InputRef, StepRun
 from backforth.registry import get_job
 from backforth.runner import run_job
 from jobs.report import ReportConfig
@@ -19,8 +21,8 @@ from udfs.tokens import count_tokens
 
 pytestmark = pytest.mark.spark
 
-BT, SC, FV = "bt-v1-aaaa", "score-v1-bbbb-text-aaaa", "filter-ge4-score-v1-bbbb"
-RW, DS = "rw-v1-cccc-ge4-bbbb", "ds-v1-dddd-ge4-bbbb"
+BT, SC, FV = "bt-v1-aaaa", "score-v1-bbbb", "filter-ge4-ffff"
+RW, DS, EX = "rw-v1-cccc", "ds-v1-dddd", "export-gggg"
 T0 = datetime(2024, 1, 1)
 MODEL = "struct<profile:string,backend:string,uri:string,version:string>"
 FAKE = ("fake", "fake", "none", None)
@@ -29,6 +31,33 @@ TOPICS = ["bees", "tides", "granite", "comets", "moss", "gears", "clocks", "lens
 
 def doc(i: int) -> str:
     return f"A long explanation about {TOPICS[i]}, written for curious readers of all ages. " * (2 + i)
+
+
+def step_runs(schema: str) -> list[StepRun]:
+    """The finished runs that wrote the tables below, each reading the one before (an older logprob scoring too)."""
+
+    def run(step, version, table, reads=None, at=T0, rows_out=None, **params):
+        inputs = [InputRef(f"{schema}.{reads[1]}", reads[0], reads[2])] if reads else []
+        return StepRun(step, step_version=version, status="finished", inputs=inputs, output_table=f"{schema}.{table}",
+                       model={"profile": "fake", "backend": "fake", "uri": "none", "version": None}, params=params,
+                       rows_out=rows_out, started_at=at, finished_at=at)  # fmt: skip
+
+    return [
+        run("backtranslate", BT, "instructions"),
+        run(
+            "score",
+            "score-v1-eeee",
+            "scores",
+            ("backtranslate", "instructions", BT),
+            T0 - timedelta(days=1),
+            mode="logprob",
+        ),
+        run("score", SC, "scores", ("backtranslate", "instructions", BT), mode="text"),
+        run("filter", FV, "pairs_filtered", ("score", "scores", SC), rows_out=3, text="threshold 4"),
+        run("rewrite", RW, "responses", ("filter", "pairs_filtered", FV), kind="rewrite"),
+        run("distill", DS, "responses", ("filter", "pairs_filtered", FV), kind="distill"),
+        run("export", EX, "sft_pairs", ("rewrite", "responses", RW), kind="rewrite"),
+    ]
 
 
 def seed_run(spark, schema: str) -> None:
@@ -73,7 +102,7 @@ def seed_run(spark, schema: str) -> None:
     scores.append(("d05", "d05", "matched", SC, BT, "text", None, None, False, "no_score", FAKE, T0))
     scores += [(f"{d}:control", d, "control", SC, BT, "text", 1, 1.0, True, None, FAKE, T0) for d in ids[:4]]
     # an older logprob-mode scoring of the same instructions, all valid: the per-mode table shows both
-    scores += [(d, d, "matched", "score-v1-eeee-logprob-aaaa", BT, "logprob", 3, 3.2, True, None, FAKE,
+    scores += [(d, d, "matched", "score-v1-eeee", BT, "logprob", 3, 3.2, True, None, FAKE,
                 T0 - timedelta(days=1)) for d in ids[:6]]  # fmt: skip
     save(scores, f"pair_id string, doc_id string, pair_kind string, step_version string, instruction_version string, "
                  f"mode string, score int, expected_score double, valid boolean, invalid_reason string, model {MODEL}, "
@@ -82,7 +111,7 @@ def seed_run(spark, schema: str) -> None:
     save([(d, f"How do {TOPICS[i]} work in everyday life?", BT, s, float(s), SC, FV, "threshold", 4.0, T0)
           for i, (d, s) in enumerate(zip(ids[:3], [5, 5, 4], strict=True))],
          "doc_id string, instruction string, instruction_version string, score int, expected_score double, "
-         "score_version string, filter_version string, filter_mode string, filter_value double, created_at timestamp",
+         "score_version string, step_version string, filter_mode string, filter_value double, created_at timestamp",
          "pairs_filtered")  # fmt: skip
     # rewrite: d00, d01 ok, d02 truncated; distill: all three ok_untagged
     rewrite = [("d00", "rewrite", RW, FV, "q0", "Bees dance to share where flowers are, and the hive follows.", "ok"),
@@ -94,8 +123,10 @@ def seed_run(spark, schema: str) -> None:
     save([(*r, FAKE, T0) for r in rewrite + distill],
          f"doc_id string, kind string, step_version string, source_version string, instruction string, "
          f"response string, status string, model {MODEL}, created_at timestamp", "responses")  # fmt: skip
-    save([("p0", f"export-{RW}"), ("p1", f"export-{RW}")], "pair_id string, export_version string", "sft_pairs")
-    with ThreadPoolExecutor(4) as pool:  # nine small tables: concurrent Spark jobs take a third of the time
+    save([("p0", EX), ("p1", EX)], "pair_id string, step_version string", "sft_pairs")
+    # lineage: which run read which (what the report selects its run from)
+    save([r.as_row() for r in step_runs(schema)], lineage.schema(), "step_runs")
+    with ThreadPoolExecutor(4) as pool:  # ten small tables: concurrent Spark jobs take a third of the time
         list(pool.map(lambda item: item[0].write.format("delta").saveAsTable(item[1]), frames))
 
 
