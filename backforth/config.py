@@ -22,9 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased so the user knows which file and key to fix."""
+from backforth.errors import ConfigError  # the one class; `from backforth.config import ConfigError` still works
 
 
 @dataclass
