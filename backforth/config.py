@@ -86,6 +86,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML layer; an empty file is an empty layer."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:  # e.g. a --conf-dir with env/ but no base.yaml
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
