@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backforth.errors import BadPathError
+
 CHARS_PER_TOKEN_ESTIMATE = 4  # English prose with BPE vocabularies of 32k–128k entries runs 3.5–4.5
 _TOKENIZERS: dict[str, Any] = {}  # per Python worker: built on first use, reused by later tasks
 
@@ -20,7 +22,7 @@ def tokenizer_file(ref: str) -> Path:
     if path.is_dir():
         path = path / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"tokenizer {ref}: no tokenizer.json there (set job.tokenizer to a model folder)")
+        raise BadPathError(f"tokenizer {ref}: no tokenizer.json there (set job.tokenizer to a model folder)")
     return path
 
 
