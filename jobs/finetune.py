@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backforth.config import ConfigError
+from backforth.errors import MissingInputError
 from backforth.finetune import TrainResult, TrainSettings
 from backforth.registry import JobResult, job
 from backforth.tables import qualify, quote, table_exists, table_version
@@ -128,12 +129,12 @@ def run(spark: Any, settings: Any) -> JobResult:
     train = settings_for(cfg)
     fqn = qualify(settings, cfg.input_table)
     if not table_exists(spark, fqn):
-        raise ValueError(f"{fqn} is missing: run `backforth seed` first")
+        raise MissingInputError(f"{fqn} is missing", "seed")
     version = cfg.input_version if cfg.input_version is not None else table_version(spark, fqn)
     dataset_ref = f"{fqn}@v{version}"
     pairs = read_pairs(spark, fqn, version, cfg.limit)
     if not pairs:
-        raise ValueError(f"{dataset_ref} has no pairs: run `backforth seed` with inputs that yield some")
+        raise MissingInputError(f"{dataset_ref} has no pairs: run `backforth seed` with inputs that yield some")
     dataset = mlflow.data.load_delta(table_name=fqn, version=str(version), name=fqn, digest=dataset_ref)
     base_path, base_identity = resolve_base(train.base_model)
     run_id = mlflow.active_run().info.run_id if mlflow.active_run() else "no-run"

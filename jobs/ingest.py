@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backforth.config import ConfigError
+from backforth.errors import BadPathError
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
 from jobs._readers import MAX_RAW_CHARS
@@ -76,7 +77,7 @@ def plan_files(inputs: list[InputSpec]) -> list[tuple[InputSpec, str, int, float
         else:
             found = glob.glob(path, recursive=True)
         if not found:
-            raise FileNotFoundError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
+            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
         for p in sorted(found):
             stat = os.stat(p)
             planned.append((spec, p, stat.st_size, stat.st_mtime))
@@ -181,13 +182,13 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     cfg: IngestConfig = settings.job
     if not cfg.inputs:
         raise ConfigError("job.inputs is empty: name at least one file, folder or glob (see conf/jobs/ingest.yaml)")
+    planned = plan_files(cfg.inputs)  # a bad path fails before any table is created
     docs_fqn, rejects_fqn, files_fqn = (
         qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table)
     )
     for fqn, schema in ((docs_fqn, DOCS_SCHEMA), (rejects_fqn, REJECTS_SCHEMA), (files_fqn, FILES_SCHEMA)):
         ensure_table(spark, fqn, spark.createDataFrame([], schema).schema)
 
-    planned = plan_files(cfg.inputs)
     skip = set() if cfg.reprocess else unchanged_files(spark, files_fqn, planned)
     todo = [item for item in planned if item[1] not in skip]
     log.info("%d input files: %d to read, %d unchanged since their last ingest", len(planned), len(todo), len(skip))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from backforth.config import ConfigError
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, qualify
 from jobs._readers import json_objects, reject
@@ -190,8 +191,6 @@ def run(spark: Any, settings: Any) -> JobResult:
     """Read the seed inputs, insert new pairs into seed_pairs and every rejected input into seed_rejects."""
     cfg: SeedConfig = settings.job
     if not cfg.inputs:
-        from backforth.config import ConfigError
-
         raise ConfigError("job.inputs is empty: name at least one seed file (see conf/jobs/seed.yaml)")
     pairs, rejects, counts = collect(cfg)
     batch, now = uuid.uuid4().hex, datetime.now(timezone.utc)
