@@ -8,19 +8,16 @@ Spark task that streams it, so a corpus of many files parallelises across execut
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backforth.config import ConfigError
-from backforth.errors import BadPathError
+from backforth.readers import MAX_RAW_CHARS, plan_files
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
-from jobs._readers import MAX_RAW_CHARS
 from udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
@@ -67,23 +64,6 @@ FILES_SCHEMA = (
 )
 
 
-def plan_files(inputs: list[InputSpec]) -> list[tuple[InputSpec, str, int, float]]:
-    """Expand every input to (spec, absolute path, size, mtime); a path that matches nothing is an error."""
-    planned = []
-    for spec in inputs:
-        path = os.path.abspath(os.path.expanduser(spec.path))
-        if os.path.isdir(path):
-            found = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.startswith((".", "_"))]
-        else:
-            found = glob.glob(path, recursive=True)
-        if not found:
-            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
-        for p in sorted(found):
-            stat = os.stat(p)
-            planned.append((spec, p, stat.st_size, stat.st_mtime))
-    return planned
-
-
 def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, str, int, float]]) -> set[str]:
     """Paths already read with the same size and mtime (per ``ingest_files``)."""
     wanted = {(p, size, mtime) for _, p, size, mtime in planned}
@@ -93,7 +73,7 @@ def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, s
 
 def read_text_files(spark: Any, planned: list[tuple[InputSpec, str, int, float]]) -> Any:
     """JSON-lines and WARC-family files, parsed on executors: one task per file."""
-    from jobs._readers import read_partition
+    from backforth.readers import read_partition
 
     items = [(p, asdict(spec)) for spec, p, _, _ in planned if spec.format != "parquet"]
     if not items:
