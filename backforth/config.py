@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import re
 import types
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from backforth.errors import ConfigError  # the one class; `from backforth.config import ConfigError` still works
+from backforth.hashing import fingerprint
 
 
 @dataclass
@@ -290,8 +290,7 @@ def redact(data: Any, key: str = "") -> Any:
 def config_hash(settings: Settings) -> str:
     """A short fingerprint of what the job will do: the job section and table location, not the environment."""
     payload = {"job": dataclasses.asdict(settings.job) if settings.job else None, "tables": settings.tables}
-    blob = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return fingerprint(payload, n=12)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

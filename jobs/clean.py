@@ -9,13 +9,12 @@ rules only cleans new documents.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backforth.errors import MissingInputError
+from backforth.hashing import fingerprint
 from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
@@ -52,8 +51,7 @@ class CleanConfig:
         keys = asdict(self)
         for name in ("input_table", "output_table", "version"):
             keys.pop(name)
-        digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.version}-{digest}"
+        return f"{self.version}-{fingerprint(keys, n=8)}"
 
 
 def clean_documents(docs: Any, cfg: CleanConfig) -> Any:

@@ -11,14 +11,13 @@ Earlier decisions are never revised: a new document that joins an earlier cluste
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from backforth.config import ConfigError
 from backforth.errors import MissingInputError
+from backforth.hashing import fingerprint
 from backforth.registry import JobResult, job
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
@@ -48,7 +47,7 @@ class DedupConfig:
         keys = {
             k: v for k, v in asdict(self).items() if k in ("ngram", "bands", "rows", "num_perm", "threshold", "seed")
         }
-        return f"{self.version}-{hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]}"
+        return f"{self.version}-{fingerprint(keys, n=8)}"
 
 
 def signatures_of(docs: Any, cfg: DedupConfig) -> Any:

@@ -12,14 +12,13 @@ the prompt it was trained on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from backforth import hashing
 from backforth.config import ConfigError
 from backforth.errors import MissingInputError
 from backforth.finetune import TrainResult, TrainSettings
@@ -72,7 +71,7 @@ def fingerprint(direction: str, train: TrainSettings, base: str, dataset: str, p
     """What decides the trained weights: same fingerprint, same model (the seed is part of the settings)."""
     body = {"version": VERSION, "direction": direction, "train": asdict(train), "base": base, "data": dataset,
             "prompt": prompt_tag, "limit": limit}  # fmt: skip
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashing.fingerprint(body, n=16)
 
 
 def resolve_base(ref: str) -> tuple[str, str]:
