@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from backforth.config import ConfigError, Settings, dump_yaml, load_settings
+from backforth.config import Settings, dump_yaml, load_settings
+from backforth.errors import ConfigError, UserError
 from backforth.registry import load_jobs
 
 
@@ -206,12 +207,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "pipeline":
             return cmd_pipeline(args)
         return cmd_job(args.command, args)
-    except ConfigError as exc:
-        print(f"backforth: config error: {exc}", file=sys.stderr)
+    except UserError as exc:  # something the user can fix: one line, no trace; anything else is a bug and keeps it
+        print(f"backforth: {user_message(exc)}", file=sys.stderr)
         return 2
-    except FileNotFoundError as exc:
-        print(f"backforth: {exc}", file=sys.stderr)
-        return 2
+
+
+def user_message(exc: UserError) -> str:
+    """``exc`` as one line (a message may quote a multi-line cause), config errors prefixed ``config error:``."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+    return f"config error: {text}" if isinstance(exc, ConfigError) else text
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
 import json
 import re
 import types
@@ -22,9 +21,8 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased so the user knows which file and key to fix."""
+from backforth.errors import ConfigError  # the one class; `from backforth.config import ConfigError` still works
+from backforth.hashing import fingerprint
 
 
 @dataclass
@@ -88,6 +86,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML layer; an empty file is an empty layer."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:  # e.g. a --conf-dir with env/ but no base.yaml
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if data is None:
@@ -290,8 +290,7 @@ def redact(data: Any, key: str = "") -> Any:
 def config_hash(settings: Settings) -> str:
     """A short fingerprint of what the job will do: the job section and table location, not the environment."""
     payload = {"job": dataclasses.asdict(settings.job) if settings.job else None, "tables": settings.tables}
-    blob = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return fingerprint(payload, n=12)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from backforth.errors import UserError
+
 log = logging.getLogger("backforth.finetune")
 
 Direction = Literal["backward", "forward"]
@@ -226,7 +228,10 @@ def train(
     examples, skipped = build_examples(pairs, direction, tokenizer, template, settings.max_length)
     result = TrainResult(examples=len(examples), skipped=skipped, dropout_fields=dropout_fields, device=device)
     if not examples:
-        raise ValueError(f"{direction}: no training example left of {len(pairs)} pairs (skipped: {dict(skipped)})")
+        raise UserError(
+            f"{direction}: no training example left of {len(pairs)} pairs (skipped: {dict(skipped)}); too_long: raise "
+            "the preset's max_length, template_mismatch: use prompt_format plain"
+        )
     model.to(device)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2]

@@ -1,4 +1,9 @@
-"""One fingerprint helper: what decides an output, hashed (sha256 of canonical JSON), cut to ``n`` hex characters."""
+"""The one fingerprint of a JSON-able value: config hashes, rule-set versions, training and step versions.
+
+Stored versions (``clean_version``, ``dedup_version``, registered models' fingerprint tags, run tags) are these
+strings, so the serialisation must never change: sorted keys, default separators, ASCII escapes, ``str()`` for
+anything JSON has no type for.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,11 @@ import json
 from typing import Any
 
 
-def fingerprint(obj: Any, n: int = 8) -> str:
-    """sha256 of ``obj`` as sorted-key JSON (non-JSON values via ``str``), first ``n`` hex characters."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+def canonical_json(obj: Any) -> str:
+    """``obj`` as the JSON text that :func:`fingerprint` hashes."""
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def fingerprint(obj: Any, n: int) -> str:
+    """The first ``n`` hex characters of the SHA-256 of ``obj``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:n]

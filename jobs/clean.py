@@ -9,18 +9,19 @@ rules only cleans new documents.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backforth.errors import MissingInputError
+from backforth.hashing import fingerprint
 from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, pending_rows, qualify, table_exists
 from udfs.quality import QualityThresholds, failed_rules, with_quality_stats
 from udfs.text import make_clean_text_udf
+from udfs.tokens import tokenizer_file
 
 log = logging.getLogger("backforth.clean")
 
@@ -50,8 +51,7 @@ class CleanConfig:
         keys = asdict(self)
         for name in ("input_table", "output_table", "version"):
             keys.pop(name)
-        digest = hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{self.version}-{digest}"
+        return f"{self.version}-{fingerprint(keys, n=8)}"
 
 
 def clean_documents(docs: Any, cfg: CleanConfig) -> Any:
@@ -104,6 +104,10 @@ def run(spark: Any, settings: Any) -> JobResult:
 
     cfg: CleanConfig = settings.job
     source, target = qualify(settings, cfg.input_table), qualify(settings, cfg.output_table)
+    if not table_exists(spark, source):
+        raise MissingInputError(f"{source} is missing", "ingest")
+    if cfg.tokenizer is not None:
+        tokenizer_file(resolve_tokenizer(cfg.tokenizer))  # a bad job.tokenizer fails here, not inside a Spark task
     version = cfg.fingerprint()
     docs = spark.table(source)
     if table_exists(spark, target):

@@ -11,13 +11,13 @@ Earlier decisions are never revised: a new document that joins an earlier cluste
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from backforth.config import ConfigError
+from backforth.errors import MissingInputError
+from backforth.hashing import fingerprint
 from backforth.registry import JobResult, job
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
@@ -47,7 +47,7 @@ class DedupConfig:
         keys = {
             k: v for k, v in asdict(self).items() if k in ("ngram", "bands", "rows", "num_perm", "threshold", "seed")
         }
-        return f"{self.version}-{hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:8]}"
+        return f"{self.version}-{fingerprint(keys, n=8)}"
 
 
 def signatures_of(docs: Any, cfg: DedupConfig) -> Any:
@@ -130,7 +130,7 @@ def connected_components(edges: Any, max_iterations: int, edge_count: int) -> An
         log.info("components: round %d, %d labels changed", iteration + 1, moved)
         if moved == 0:
             return labels.withColumnRenamed("label", "component")
-    raise RuntimeError(f"connected components did not converge in {max_iterations} rounds (raise job.max_iterations)")
+    raise ConfigError(f"connected components did not converge in {max_iterations} rounds (raise job.max_iterations)")
 
 
 def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, earlier_sigs: Any = None) -> tuple:
@@ -222,6 +222,8 @@ def run(spark: Any, settings: Any) -> JobResult:
     source, target, sig_table = (
         qualify(settings, t) for t in (cfg.input_table, cfg.output_table, cfg.signatures_table)
     )
+    if not table_exists(spark, source):
+        raise MissingInputError(f"{source} is missing", "clean")
     docs = spark.table(source).where("drop_reason IS NULL").select("doc_id", "text", "n_words")
     earlier = earlier_sigs = None
     if table_exists(spark, target):

@@ -12,15 +12,15 @@ the prompt it was trained on.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from backforth import hashing
 from backforth.config import ConfigError
+from backforth.errors import MissingInputError
 from backforth.finetune import TrainResult, TrainSettings
 from backforth.registry import JobResult, job
 from backforth.tables import qualify, quote, table_exists, table_version
@@ -71,7 +71,7 @@ def fingerprint(direction: str, train: TrainSettings, base: str, dataset: str, p
     """What decides the trained weights: same fingerprint, same model (the seed is part of the settings)."""
     body = {"version": VERSION, "direction": direction, "train": asdict(train), "base": base, "data": dataset,
             "prompt": prompt_tag, "limit": limit}  # fmt: skip
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return hashing.fingerprint(body, n=16)
 
 
 def resolve_base(ref: str) -> tuple[str, str]:
@@ -128,12 +128,12 @@ def run(spark: Any, settings: Any) -> JobResult:
     train = settings_for(cfg)
     fqn = qualify(settings, cfg.input_table)
     if not table_exists(spark, fqn):
-        raise ValueError(f"{fqn} is missing: run `backforth seed` first")
+        raise MissingInputError(f"{fqn} is missing", "seed")
     version = cfg.input_version if cfg.input_version is not None else table_version(spark, fqn)
     dataset_ref = f"{fqn}@v{version}"
     pairs = read_pairs(spark, fqn, version, cfg.limit)
     if not pairs:
-        raise ValueError(f"{dataset_ref} has no pairs: run `backforth seed` with inputs that yield some")
+        raise MissingInputError(f"{dataset_ref} has no pairs: run `backforth seed` with inputs that yield some")
     dataset = mlflow.data.load_delta(table_name=fqn, version=str(version), name=fqn, digest=dataset_ref)
     base_path, base_identity = resolve_base(train.base_model)
     run_id = mlflow.active_run().info.run_id if mlflow.active_run() else "no-run"

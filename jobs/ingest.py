@@ -8,18 +8,16 @@ Spark task that streams it, so a corpus of many files parallelises across execut
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backforth.config import ConfigError
+from backforth.readers import MAX_RAW_CHARS, plan_files
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
-from jobs._readers import MAX_RAW_CHARS
 from udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
@@ -66,23 +64,6 @@ FILES_SCHEMA = (
 )
 
 
-def plan_files(inputs: list[InputSpec]) -> list[tuple[InputSpec, str, int, float]]:
-    """Expand every input to (spec, absolute path, size, mtime); a path that matches nothing is an error."""
-    planned = []
-    for spec in inputs:
-        path = os.path.abspath(os.path.expanduser(spec.path))
-        if os.path.isdir(path):
-            found = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.startswith((".", "_"))]
-        else:
-            found = glob.glob(path, recursive=True)
-        if not found:
-            raise FileNotFoundError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
-        for p in sorted(found):
-            stat = os.stat(p)
-            planned.append((spec, p, stat.st_size, stat.st_mtime))
-    return planned
-
-
 def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, str, int, float]]) -> set[str]:
     """Paths already read with the same size and mtime (per ``ingest_files``)."""
     wanted = {(p, size, mtime) for _, p, size, mtime in planned}
@@ -92,7 +73,7 @@ def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, s
 
 def read_text_files(spark: Any, planned: list[tuple[InputSpec, str, int, float]]) -> Any:
     """JSON-lines and WARC-family files, parsed on executors: one task per file."""
-    from jobs._readers import read_partition
+    from backforth.readers import read_partition
 
     items = [(p, asdict(spec)) for spec, p, _, _ in planned if spec.format != "parquet"]
     if not items:
@@ -181,13 +162,13 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     cfg: IngestConfig = settings.job
     if not cfg.inputs:
         raise ConfigError("job.inputs is empty: name at least one file, folder or glob (see conf/jobs/ingest.yaml)")
+    planned = plan_files(cfg.inputs)  # a bad path fails before any table is created
     docs_fqn, rejects_fqn, files_fqn = (
         qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table)
     )
     for fqn, schema in ((docs_fqn, DOCS_SCHEMA), (rejects_fqn, REJECTS_SCHEMA), (files_fqn, FILES_SCHEMA)):
         ensure_table(spark, fqn, spark.createDataFrame([], schema).schema)
 
-    planned = plan_files(cfg.inputs)
     skip = set() if cfg.reprocess else unchanged_files(spark, files_fqn, planned)
     todo = [item for item in planned if item[1] not in skip]
     log.info("%d input files: %d to read, %d unchanged since their last ingest", len(planned), len(todo), len(skip))

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from backforth.config import ConfigError
+from backforth.readers import json_objects, plan_files, reject
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, qualify
-from jobs._readers import json_objects, reject
-from jobs.ingest import plan_files
 
 log = logging.getLogger("backforth.seed")
 
@@ -161,7 +161,7 @@ def collect(cfg: SeedConfig) -> tuple[list[dict], list[dict], Counter]:
     rejects: list[dict] = []
     counts: Counter = Counter()
     seen: dict[str, tuple[str, int]] = {}
-    for spec, path, _, _ in plan_files(cfg.inputs):  # type: ignore[arg-type] - same path/format fields
+    for spec, path, _, _ in plan_files(cfg.inputs):
         for rec in read_seed_file(path, spec, cfg.languages, cfg.best_rank):
             counts["records"] += 1
             base = {"file": path, "source_format": spec.format}
@@ -190,8 +190,6 @@ def run(spark: Any, settings: Any) -> JobResult:
     """Read the seed inputs, insert new pairs into seed_pairs and every rejected input into seed_rejects."""
     cfg: SeedConfig = settings.job
     if not cfg.inputs:
-        from backforth.config import ConfigError
-
         raise ConfigError("job.inputs is empty: name at least one seed file (see conf/jobs/seed.yaml)")
     pairs, rejects, counts = collect(cfg)
     batch, now = uuid.uuid4().hex, datetime.now(timezone.utc)

@@ -7,7 +7,9 @@ drivers, the column one runs at scale without a Python UDF.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from backforth.cache import ProcessCache
 
 if TYPE_CHECKING:
     from pyspark.sql import Column
@@ -116,18 +118,20 @@ CLEAN_TEXT_SCHEMA = (
     "text string, text_original string, lang string, lang_score double, top_2gram_share double, "
     "top_3gram_share double, top_4gram_share double, dup_5gram_share double, n_tokens int, token_method string"
 )
-_LANGID: dict[str, object] = {}  # per Python worker
+_LANGID: ProcessCache[Any] = ProcessCache("langid")  # per Python worker
+
+
+def load_langid() -> Any:
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
 def language_of(text: str) -> tuple[str, float]:
     """(ISO 639-1 code, probability) from py3langid's bundled model, on the prose; ('und', 0) for no letters."""
     if not any(ch.isalpha() for ch in text[:LANGID_CHARS]):
         return "und", 0.0
-    if "model" not in _LANGID:
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-        _LANGID["model"] = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    lang, prob = _LANGID["model"].classify(text[:LANGID_CHARS])  # type: ignore[attr-defined]
+    lang, prob = _LANGID.get_or_create("model", load_langid).classify(text[:LANGID_CHARS])
     return str(lang), float(prob)
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from backforth.cache import ProcessCache
+from backforth.errors import BadPathError
+
 CHARS_PER_TOKEN_ESTIMATE = 4  # English prose with BPE vocabularies of 32k–128k entries runs 3.5–4.5
-_TOKENIZERS: dict[str, Any] = {}  # per Python worker: built on first use, reused by later tasks
+_TOKENIZERS: ProcessCache[Any] = ProcessCache("tokenizers")  # per Python worker: reused by later tasks
 
 
 def tokenizer_file(ref: str) -> Path:
@@ -20,17 +23,19 @@ def tokenizer_file(ref: str) -> Path:
     if path.is_dir():
         path = path / "tokenizer.json"
     if not path.is_file():
-        raise FileNotFoundError(f"tokenizer {ref}: no tokenizer.json there (set job.tokenizer to a model folder)")
+        raise BadPathError(f"tokenizer {ref}: no tokenizer.json there (set job.tokenizer to a model folder)")
     return path
 
 
 def load_tokenizer(ref: str) -> Any:
     """The cached ``tokenizers.Tokenizer`` for ``ref``."""
-    if ref not in _TOKENIZERS:
+
+    def load() -> Any:
         from tokenizers import Tokenizer
 
-        _TOKENIZERS[ref] = Tokenizer.from_file(str(tokenizer_file(ref)))
-    return _TOKENIZERS[ref]
+        return Tokenizer.from_file(str(tokenizer_file(ref)))
+
+    return _TOKENIZERS.get_or_create(ref, load)
 
 
 def count_tokens(texts: list[str], ref: str | None, max_chars: int) -> tuple[list[int], str]:

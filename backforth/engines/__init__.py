@@ -7,7 +7,6 @@ from backforth.engines.base import (
     Request,
     Sampling,
     build_engine,
-    drop_engines,
     get_engine,
 )
 from backforth.engines.profiles import load_profile
@@ -19,7 +18,6 @@ __all__ = [
     "Request",
     "Sampling",
     "build_engine",
-    "drop_engines",
     "get_engine",
     "load_profile",
 ]

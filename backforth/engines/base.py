@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from backforth.cache import ProcessCache
 
 log = logging.getLogger("backforth.engines")
 
@@ -193,8 +194,7 @@ class Engine:
 
 
 # -- the per-worker cache -----------------------------------------------------------------------------------------
-_ENGINES: dict[str, Engine] = {}
-_LOCK = threading.Lock()
+_ENGINES: ProcessCache[Engine] = ProcessCache("engines")
 
 
 def build_engine(profile: ModelProfile) -> Engine:
@@ -216,19 +216,9 @@ def build_engine(profile: ModelProfile) -> Engine:
 
 def get_engine(profile: ModelProfile) -> Engine:
     """This worker's engine for ``profile``: built on first use, then reused by every later task of the worker."""
-    key = profile.key()
-    with _LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            log.info("starting %s engine for %s in pid %d", profile.backend, profile.name, os.getpid())
-            engine = build_engine(profile)
-            _ENGINES[key] = engine
-        return engine
 
+    def start() -> Engine:
+        log.info("starting %s engine for %s in pid %d", profile.backend, profile.name, os.getpid())
+        return build_engine(profile)
 
-def drop_engines() -> None:
-    """Close and forget every cached engine of this process."""
-    with _LOCK:
-        for engine in _ENGINES.values():
-            engine.close()
-        _ENGINES.clear()
+    return _ENGINES.get_or_create(profile.key(), start)

@@ -44,7 +44,6 @@ class FakeEngine(Engine):
     def __init__(self, profile: ModelProfile) -> None:
         super().__init__(profile)
         self.tokenizer = _WordTokenizer()
-        self.calls = 0
         self.prompts = 0
         opts = profile.options
         self.log_dir = Path(opts["log_dir"]) if opts.get("log_dir") else None
@@ -78,7 +77,6 @@ class FakeEngine(Engine):
             raise RuntimeError(f"fake engine: simulated crash after {self.fail_after} prompts")
         if self.profile.options.get("delay_s"):
             time.sleep(float(self.profile.options["delay_s"]))
-        self.calls += 1
         self.prompts += len(prompts)
         self._log({"event": "generate", "n": len(prompts), "lengths": [len(p) for p in prompts]})
         return [self._one(ids, request, sampling) for ids, request in zip(prompts, requests, strict=True)]

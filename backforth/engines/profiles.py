@@ -15,6 +15,7 @@ from typing import Any
 
 from backforth.config import ConfigError, build, default_conf_dir, merge_layer, read_yaml
 from backforth.engines.base import ModelProfile
+from backforth.errors import MissingInputError
 from backforth.models import REGISTERED_OPTION
 from backforth.registered_models import is_registry_uri
 
@@ -48,7 +49,7 @@ def pin_registered(profile: ModelProfile, where: str = "") -> ModelProfile:
 
     try:
         ref = pin(profile.model)
-    except (LookupError, ValueError) as exc:
+    except (MissingInputError, ValueError) as exc:  # not in the registry; not a models:/ reference
         raise ConfigError(f"{where}: model profile '{profile.name}': {exc}") from exc
     options = {**profile.options, REGISTERED_OPTION: ref.as_dict()}
     return replace(profile, model=ref.uri, options=options)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs._readers import read_file
+from backforth.readers import read_file
 from udfs.text import doc_id
 
 JSONL = {"format": "jsonl", "source": "t", "id_field": "id", "text_field": "text", "url_field": "url"}

@@ -1,4 +1,5 @@
-"""File readers for ingest: one generator per format, run on executors, one file per task.
+"""Input files of ingest and seed: which files a job's inputs name (:func:`plan_files`, on the driver), and one
+reader generator per format (run on executors by ingest, one file per task; on the driver by seed).
 
 Each reader yields plain dicts of one of three kinds, so a bad line never stops a file and nothing vanishes:
 ``doc`` (a document), ``reject`` (unreadable input with its position and reason, kept in ``ingest_rejects``) and
@@ -8,16 +9,50 @@ Positions are 1-based line numbers for JSONL and byte offsets of the record for 
 
 from __future__ import annotations
 
+import glob
 import gzip
 import json
+import os
 import zlib
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, Protocol, TypeVar
+
+from backforth.errors import BadPathError
 
 MAX_RAW_CHARS = 100_000  # a reject keeps this much of its raw input; file + position locate the rest
 MAX_DETAIL_CHARS = 1_000
 GZIP_MAGIC = b"\x1f\x8b"
 WARC_STRUCTURAL = {"warcinfo", "request", "metadata"}  # no document by design: skipped, counted
+
+
+class InputLike(Protocol):
+    """What :func:`plan_files` reads of an input spec (ingest's ``InputSpec``, seed's ``SeedInput``)."""
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def format(self) -> str: ...
+
+
+S = TypeVar("S", bound=InputLike)
+
+
+def plan_files(inputs: Sequence[S]) -> list[tuple[S, str, int, float]]:
+    """Expand every input to (spec, absolute path, size, mtime); a path that matches nothing is an error."""
+    planned = []
+    for spec in inputs:
+        path = os.path.abspath(os.path.expanduser(spec.path))
+        if os.path.isdir(path):
+            found = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.startswith((".", "_"))]
+        else:
+            found = glob.glob(path, recursive=True)
+        if not found:
+            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
+        for p in sorted(found):
+            stat = os.stat(p)
+            planned.append((spec, p, stat.st_size, stat.st_mtime))
+    return planned
 
 
 def reject(position: int, reason: str, detail: str = "", raw: str | bytes | None = None) -> dict[str, Any]:
