@@ -87,8 +87,8 @@ def main() -> int:
     from pyspark.sql import functions as F
 
     from backforth.config import Settings, SparkConfig
-    from backforth.spark import build_local_session
     from backforth.engines.udf import make_generate_udf
+    from backforth.spark import build_local_session
 
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         spark = build_local_session(Settings(data_dir=tmp, spark=SparkConfig(master=args.master)))

@@ -19,9 +19,9 @@ nb = open_notebook(globals())
 
 # COMMAND ----------
 
-import pandas as pd
+import pandas as pd  # noqa: E402 - a notebook cell imports what it uses
 
-from backforth import catalog
+from backforth import catalog  # noqa: E402
 
 stages = catalog.funnel(nb.spark, nb.settings)
 funnel = pd.DataFrame(
