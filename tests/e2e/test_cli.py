@@ -92,6 +92,7 @@ def test_ingest_pipeline_killed_resumed_query_and_read_runs_from_mlflow_server(t
             "reasons": "SELECT dup_reason, count(*) FROM docs_dedup GROUP BY 1 ORDER BY 1",
             "unique": "SELECT count(*) AS n, count(DISTINCT doc_id) AS d FROM instructions",
             "killed": f"SELECT count(*) AS n FROM instructions VERSION AS OF {killed_version}",
+            "lineage": "SELECT step, status, count(*) AS n FROM step_runs GROUP BY 1, 2 ORDER BY 1, 2",
         }
         printed = sql_sections(backforth("sql", *queries.values(), data=data).stdout, list(queries.values()))
         runs = search_runs(port)
@@ -101,6 +102,9 @@ def test_ingest_pipeline_killed_resumed_query_and_read_runs_from_mlflow_server(t
     shown = {name: printed[query].replace(" ", "") for name, query in queries.items()}
     assert f"|{int(inserted)}|" in shown["raw"]
     assert "dup_exact" in shown["reasons"] and "dup_minhash" in shown["reasons"]
+    # lineage as data: the killed step's row stays `running`, the resumed and the re-run one are `finished`
+    for row in ("|backtranslate|finished|2|", "|backtranslate|running|1|", "|ingest|finished|2|", "|dedup|finished|1|"):
+        assert row in shown["lineage"]
 
     # ingest, the killed pipeline (its ingest, clean and dedup finished, its backtranslate step left RUNNING),
     # resumed, re-run

@@ -19,6 +19,14 @@ def cli(*args: str, data_dir: Path, schema: str) -> int:
     return main([*args, "--set", f"data_dir={data_dir}", "--set", f"tables.schema={schema}"])
 
 
+def only_the_failed_run_was_recorded(spark, schema: str, step: str, message: str) -> None:
+    """No table but the lineage row: the attempt is in step_runs as ``failed``, with the message."""
+    assert [t.name for t in spark.catalog.listTables(schema)] == ["step_runs"]
+    rows = spark.table(f"{schema}.step_runs").collect()
+    assert [(r["step"], r["status"]) for r in rows] == [(step, "failed")]
+    assert message in rows[0]["error"] and rows[0]["output_version"] is None
+
+
 def one_line(err: str) -> str:
     assert "Traceback" not in err, err
     lines = err.splitlines()
@@ -35,7 +43,7 @@ def test_missing_input_table_says_which_step_to_run(spark, data_dir, make_settin
     assert cli(step, data_dir=data_dir, schema=schema) == 2
     expected = f"backforth: {schema}.{table} is missing: run `backforth {before}` first"
     assert one_line(capsys.readouterr().err) == expected
-    assert not spark.catalog.databaseExists(schema)  # nothing was created
+    only_the_failed_run_was_recorded(spark, schema, step, expected.removeprefix("backforth: "))
 
 
 def test_input_path_that_matches_nothing(spark, data_dir, make_settings, capsys, tmp_path: Path) -> None:
@@ -43,7 +51,7 @@ def test_input_path_that_matches_nothing(spark, data_dir, make_settings, capsys,
     inputs = f"job.inputs=[{{path: '{missing}', format: jsonl}}]"
     assert cli("ingest", "--set", inputs, data_dir=data_dir, schema=schema) == 2
     assert one_line(capsys.readouterr().err) == f"backforth: job.inputs: {missing} (jsonl) matches no file"
-    assert not spark.catalog.databaseExists(schema)  # checked before any table is created
+    only_the_failed_run_was_recorded(spark, schema, "ingest", "matches no file")  # checked before any table is made
 
 
 def test_a_bug_in_a_job_keeps_its_traceback(spark, data_dir, make_settings, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,7 +108,7 @@ def test_finetune_registers_both_models_and_backtranslate_records_the_version(
     settings.job = replace(cfg, retrain=True, directions=["backward"])
     moved = run_job(spec, settings, spark)
     assert moved.metrics["backward.version"] == 2 and moved.metrics["backward.reused"] == 0
-    from jobs._llm import step_version
+    from backforth.llm import step_version
 
     from backforth.engines import load_profile
     from udfs.prompts import load_prompt
