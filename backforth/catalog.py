@@ -281,42 +281,52 @@ class Stage:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
-def stage_count(spark: SparkSession, fqn: str, entry: Table, step_version: str | None) -> Stage:
-    """One aggregation over ``fqn``: rows in scope, kept rows, and the reasons of the rest."""
+def stage_rows(spark: SparkSession, fqn: str, entry: Table, step_version: str | None) -> Any:
+    """(stage, reason, n) rows of one table: rows in scope, grouped by why they were not kept (NULL = kept)."""
     from pyspark.sql import functions as F
 
     df = spark.table(fqn).where(F.expr(entry.scope))
     if entry.versioned and step_version is not None:
         df = df.where(F.col("step_version") == step_version)
-    kept = F.expr(entry.kept)
-    why = F.when(~kept, F.expr(entry.reason) if entry.reason else F.lit("dropped"))
-    rows = df.groupBy(why.alias("r")).agg(F.count("*").alias("n")).collect()
-    reasons = {r["r"]: int(r["n"]) for r in rows if r["r"] is not None}
-    total = sum(int(r["n"]) for r in rows)
-    dropped = sum(int(r["n"]) for r in rows if r["r"] is not None)
-    return Stage(entry.stage or entry.name, entry.name, step_version, total, total - dropped, reasons)
+    why = F.when(~F.expr(entry.kept), F.expr(entry.reason) if entry.reason else F.lit("dropped"))
+    return df.groupBy(F.lit(entry.name).alias("stage"), why.cast("string").alias("r")).agg(F.count("*").alias("n"))
 
 
 def funnel(spark: SparkSession, settings: Settings, runs: dict[str, StepRun] | None = None) -> list[Stage]:
     """The stages of one run (``runs`` = ``{step: run}`` from :func:`backforth.lineage.chain`; None = the newest
     finished export's chain). Unversioned tables count whole; a versioned table counts the version of the run that
-    wrote it, or is left out when that step is not in the chain."""
+    wrote it, or is left out when that step is not in the chain. One Spark job for every count."""
     from backforth import lineage
     from backforth.tables import qualify, table_exists
 
     if runs is None:
         end = lineage.newest(spark, settings, ["export", "rewrite", "distill", "filter", "score", "backtranslate"])
         runs = lineage.chain(spark, settings, end) if end is not None else {}
-    out = []
+    parts, versions = [], {}
     for name in FUNNEL:
         entry = TABLES[name]
         run = next((r for step, r in runs.items() if step in entry.writers), None) if entry.versioned else None
         if entry.versioned and run is None:
             continue
         fqn = run.output_table if run is not None and run.output_table else qualify(settings, name)
-        if not table_exists(spark, fqn):
-            continue
-        out.append(stage_count(spark, fqn, entry, run.step_version if run is not None else None))
+        if table_exists(spark, fqn):
+            versions[name] = run.step_version if run is not None else None
+            parts.append(stage_rows(spark, fqn, entry, versions[name]))
+    if not parts:
+        return []
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    found: dict[str, dict[str | None, int]] = {}
+    for row in union.collect():
+        found.setdefault(row["stage"], {})[row["r"]] = int(row["n"])
+    out = []
+    for name in versions:
+        groups = found.get(name, {})
+        total, reasons = sum(groups.values()), {r: n for r, n in groups.items() if r is not None}
+        out.append(
+            Stage(TABLES[name].stage or name, name, versions[name], total, total - sum(reasons.values()), reasons)
+        )
     return out
 
 

@@ -55,22 +55,33 @@ class Context:
     inputs: list[InputRef] = field(default_factory=list)
 
     def read(self, table_name: str) -> Any:
-        """``spark.table`` of a config-named table, recorded as an input of this run (with its Delta version)."""
+        """A config-named table at its current Delta version, read as of that version and recorded as an input of
+        this run: the version in ``step_runs`` is exactly what the step read."""
         fqn = qualify(self.settings, table_name)
         if not table_exists(self.spark, fqn):
             from backforth.errors import MissingInputError
 
             writer = next((t.writers[0] for t in catalog.TABLES.values() if t.name == table_name), None)
             raise MissingInputError(f"table {fqn} does not exist", writer)
-        self.inputs.append(InputRef(fqn, table_version=table_version(self.spark, fqn)))
-        return self.spark.table(fqn)
+        ref = InputRef(fqn, table_version=table_version(self.spark, fqn))
+        self.inputs.append(ref)
+        return as_of(self.spark, ref)
 
     def read_upstream(self) -> Any:
-        """The rows the input run wrote (its output table at its step version)."""
+        """The rows the input run wrote (its output table at its step version, as of the recorded table version)."""
         from pyspark.sql import functions as F
 
-        assert self.upstream is not None and self.upstream.output_table
-        return self.spark.table(self.upstream.output_table).where(F.col("step_version") == self.upstream.step_version)
+        ref = next(i for i in self.inputs if self.upstream is not None and i.step == self.upstream.step)
+        return as_of(self.spark, ref).where(F.col("step_version") == ref.step_version)
+
+
+def as_of(spark: Any, ref: InputRef) -> Any:
+    """The table of ``ref`` at its recorded Delta version (SQL time travel, which Spark Connect serves too)."""
+    from backforth.tables import quote
+
+    if ref.table_version is None:
+        return spark.table(ref.table)
+    return spark.sql(f"SELECT * FROM {quote(ref.table)} VERSION AS OF {int(ref.table_version)}")
 
 
 Hook = Callable[[Context], Any]

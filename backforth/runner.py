@@ -148,6 +148,20 @@ def log_lineage(spark: Any, settings: Settings) -> dict[str, int]:
     return versions
 
 
+def log_step_inputs(step_run: Any, logged: dict[str, int]) -> None:
+    """The inputs a step resolved through ``step_runs`` (e.g. the score run filter read), as MLflow datasets at the
+    Delta version it read, where the config's table fields did not name them already."""
+    import mlflow
+
+    for ref in step_run.inputs:
+        if not ref.table or ref.table in logged or ref.table_version is None:
+            continue
+        fqn, version = ref.table, ref.table_version
+        dataset = mlflow.data.load_delta(table_name=fqn, version=str(version), name=fqn, digest=f"{fqn}@v{version}")
+        mlflow.log_input(dataset, context="input")
+        mlflow.set_tag(f"input.{ref.step or fqn}", f"{fqn}@v{version}" + (f" ({ref.step_version})" if ref.step else ""))
+
+
 def input_refs(spark: Any, settings: Settings) -> list[Any]:
     """The job's ``input*_table`` tables that exist, at their current Delta versions (what it is about to read)."""
     from backforth.lineage import InputRef
@@ -223,6 +237,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         mlflow.log_text(json.dumps(metrics, indent=2, sort_keys=True, default=str), "metrics.json")
         tables = log_lineage(spark, settings)
         complete(step_run, result.lineage, settings, defaults, tables)
+        log_step_inputs(step_run, tables)
         step_run.status = lineage.FINISHED
         lineage.record_end(spark, settings, step_run)
     print(

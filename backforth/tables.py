@@ -39,6 +39,8 @@ def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str
     """Create an empty Delta table with ``schema`` if ``fqn`` does not exist yet; an existing table is left as is."""
     from delta.tables import DeltaTable
 
+    if table_exists(spark, fqn):  # a catalog lookup: cheaper than the builder's own check
+        return
     ensure_schema(spark, fqn)
     builder = DeltaTable.createIfNotExists(spark).tableName(fqn).addColumns(schema)
     if comment:

@@ -110,6 +110,14 @@ def test_a_toy_llm_step_needs_one_declaration_and_one_prompt_file(spark, new_set
     check_run = lineage.resolve(spark, settings, "toy_check")
     assert check_run.input("toy_title").step_version == run.step_version
     assert lineage.chain(spark, settings, check_run)["toy_title"].step_version == run.step_version
+    import mlflow  # the resolved input is an MLflow dataset of the run too, at the Delta version read
+
+    tags = mlflow.get_run(checked.run_id).data.tags
+    assert (
+        tags["input.toy_title"]
+        == f"{run.output_table}@v{check_run.input('toy_title').table_version} ({run.step_version})"
+    )
+    assert check_run.mlflow_run_id == checked.run_id
 
     # a pinned input version that never finished is a one-line user error
     from backforth.errors import UserError

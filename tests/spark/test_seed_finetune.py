@@ -108,9 +108,8 @@ def test_finetune_registers_both_models_and_backtranslate_records_the_version(
     settings.job = replace(cfg, retrain=True, directions=["backward"])
     moved = run_job(spec, settings, spark)
     assert moved.metrics["backward.version"] == 2 and moved.metrics["backward.reused"] == 0
-    from backforth.llm import step_version
-
     from backforth.engines import load_profile
+    from backforth.llm import step_version
     from udfs.prompts import load_prompt
 
     pinned = load_profile("smollm2-hf", {"model": uri})
