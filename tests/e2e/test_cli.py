@@ -141,7 +141,7 @@ def test_ingest_pipeline_killed_resumed_query_and_read_runs_from_mlflow_server(t
     assert params["job.output_table"] == "docs_raw"
     datasets = {d["dataset"]["name"]: d for d in run["inputs"]["dataset_inputs"]}
     source = json.loads(datasets["backforth.docs_raw"]["dataset"]["source"])
-    assert source["delta_table_version"] == "1"
+    assert int(source["delta_table_version"]) == 1
     assert [t["value"] for t in datasets["backforth.docs_raw"]["tags"] if t["key"] == "mlflow.data.context"] == [
         "output"
     ]

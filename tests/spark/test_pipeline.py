@@ -14,6 +14,7 @@ from backforth.pipeline import run_pipeline, summary
 pytestmark = pytest.mark.spark
 
 
+@pytest.mark.timeout(900)  # twelve step runs (the pipeline, distill, a second partial pipeline): ~6 min on 2 cores
 def test_pipeline_runs_every_step_and_exports_sft_files(
     spark, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
