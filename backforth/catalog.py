@@ -62,7 +62,7 @@ def _generation() -> list[tuple[str, DataType]]:
         ("prompt", _struct(("name", s), ("version", s), ("uri", s))),
         ("sampling", _struct(("temperature", T.DoubleType()), ("top_p", T.DoubleType()),
                              ("max_tokens", T.IntegerType()), ("seed", T.LongType()))),
-        ("created_at", T.TimestampType()), ("batch_id", s),
+        ("created_at", T.TimestampType()), ("engine_s", T.DoubleType()), ("batch_id", s),
     ]  # fmt: skip
 
 

@@ -42,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, spec in sorted(load_jobs().items()):
         p = sub.add_parser(name, help=spec.summary, description=spec.summary)
         add_common(p)
-        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit (Spark not started)")
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the resolved config and exit (Spark not started); "
+            "an LLM step also prints its pending rows, tokens, GPU-hours and cost (starts Spark)",
+        )
     p = sub.add_parser("pipeline", help="run every step in order (one MLflow parent run), then print a summary")
     add_common(p)
     p.add_argument("--steps", default=None, help="comma-separated subset, e.g. backtranslate,score,filter")
@@ -74,6 +79,13 @@ def cmd_job(name: str, args: argparse.Namespace) -> int:
     settings = load_settings(name, spec.config_cls, args.env, args.overrides, args.conf_dir)
     if args.dry_run:
         print(dump_yaml(settings), end="")
+        from backforth.llm import STEPS
+
+        if name in STEPS:  # what the step would cost, before spending anything
+            from backforth.costs import describe, estimate
+            from backforth.spark import get_spark
+
+            print(describe(estimate(get_spark(settings), settings, STEPS[name])))
         return 0
     outcome = run_job(spec, settings)
     width = max((len(k) for k in outcome.metrics), default=0)

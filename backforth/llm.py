@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from backforth import catalog, lineage
+from backforth.costs import costs
 from backforth.engines import ModelProfile, Sampling, load_profile
+from backforth.engines.udf import gpu_stage_profile
 from backforth.hashing import fingerprint
 from backforth.lineage import InputRef, StepRun
 from backforth.plots import bar_chart
 from backforth.prompts import PromptTemplate, load_prompt
 from backforth.registry import JobResult, job
-from backforth.shards import Progress, run_in_shards
+from backforth.shards import Progress, run_in_shards, shard_plan
 from backforth.tables import pending_rows, qualify, table_exists, table_version
 from backforth.tracking import PromptRef, register_prompt
 
@@ -53,6 +55,9 @@ class Context:
     prompt: PromptRef | None = None
     version: str = ""
     inputs: list[InputRef] = field(default_factory=list)
+    resources: Any = None  # the generation stage's ResourceProfile (GPUs per task), None without stage scheduling
+    params: dict[str, str] = field(default_factory=dict)  # the step's declared parameters (in its step version)
+    call_rows: int | None = None  # rows per engine call: a task's share of a shard
 
     def read(self, table_name: str) -> Any:
         """A config-named table at its current Delta version, read as of that version and recorded as an input of
@@ -204,6 +209,7 @@ def generation_columns(profile: ModelProfile, prompt: PromptRef, sampling: Sampl
             F.col("seed").alias("seed"),
         ).alias("sampling"),
         F.current_timestamp().alias("created_at"),
+        F.col("gen.engine_s").alias("engine_s"),
     ]
 
 
@@ -230,37 +236,18 @@ def run_tags(step: str, profile: ModelProfile, prompt: PromptRef, version: str, 
     return tags
 
 
-def profile_parallelism(spark: Any, profile: ModelProfile) -> int:
-    """Tasks per shard: the profile's ``parallelism`` (one engine per task at a time), else the session's default
-    parallelism as its SQL conf states it (which Spark Connect serves too): ``spark.default.parallelism``, the N of
-    ``local[N]``, else the shuffle partitions."""
-    import os
-    import re
-
-    if profile.parallelism:
-        return profile.parallelism
-    value = spark.conf.get("spark.default.parallelism", None)
-    if value:
-        return int(value)
-    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
-    if found:
-        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
-    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
-
-
 def build(ctx: Context, step: LLMStep, part: Any) -> Any:
     """One shard's input rows → output rows: prompt variables, seed, generation, parser, output columns."""
     from pyspark.sql import functions as F
 
-    from backforth.engines.udf import make_generate_udf
+    from backforth.engines.udf import generate_frame
 
     cfg = ctx.cfg
-    generate = make_generate_udf(ctx.profile, ctx.sampling, ctx.template, step.candidates(cfg))
-    variables = F.struct(*[F.col(col).alias(var) for var, col in step.variables.items()
-                           if var in ctx.template.variables])  # fmt: skip
+    variables = {var: col for var, col in step.variables.items() if var in ctx.template.variables}
     seed_key = step.seed_key(cfg) if step.seed_key else F.col(step.key[0])
     out = part.withColumn("seed", row_seed(seed_key, ctx.sampling.seed))
-    out = out.withColumn("gen", generate(variables, F.col("seed")))
+    out = generate_frame(out, variables, "seed", ctx.profile, ctx.sampling, ctx.template, step.candidates(cfg),
+                         ctx.resources, ctx.call_rows)  # fmt: skip
     if step.parse is not None:
         out = out.withColumn("parsed", step.parse(ctx))
     return out.select(
@@ -271,8 +258,9 @@ def build(ctx: Context, step: LLMStep, part: Any) -> Any:
     )
 
 
-def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
-    """The one driver of every declared LLM step."""
+def prepare(spark: Any, settings: Any, step: LLMStep, register: bool = True) -> tuple[Context, Any, str]:
+    """Everything before generation: profile, prompt, input run, step version, and the pending rows (lazy) with the
+    output table. ``register=False`` (a dry run) leaves the prompt registry alone."""
     from pyspark.sql import functions as F
 
     cfg = settings.job
@@ -294,28 +282,43 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
         up = ctx.upstream
         ctx.inputs.append(InputRef(up.output_table or "", up.step, up.step_version,
                                    table_version(spark, up.output_table) if up.output_table else None))  # fmt: skip
-    params = step.params(cfg)
-    ctx.version = step_version(cfg.version, profile, sampling, template,
-                               upstream=ctx.upstream.step_version if ctx.upstream else None, params=params)  # fmt: skip
-    ctx.prompt = register_prompt(template)
+    ctx.params = step.params(cfg)
+    upstream = ctx.upstream.step_version if ctx.upstream else None
+    ctx.version = step_version(cfg.version, profile, sampling, template, upstream=upstream, params=ctx.params)
+    ctx.prompt = register_prompt(template) if register else None
     target = qualify(settings, cfg.output_table)
     rows = step.rows(ctx)
     pending = pending_rows(spark, rows, target, list(step.key), F.col("step_version") == ctx.version)
     if cfg.limit is not None:
         pending = pending.orderBy(*step.key).limit(cfg.limit)
+    return ctx, pending, target
+
+
+def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
+    """The one driver of every declared LLM step."""
+    from pyspark.sql import functions as F
+
+    ctx, pending, target = prepare(spark, settings, step)
+    cfg, profile, sampling, params, reads = ctx.cfg, ctx.profile, ctx.sampling, ctx.params, step.reads(ctx.cfg)
+    assert ctx.prompt is not None
+    ctx.resources = gpu_stage_profile(spark, profile)
     log.info("%s: step %s, model %s (%s), prompt %s v%s%s", step.name, ctx.version, profile.name, profile.backend,
              ctx.prompt.name, ctx.prompt.version,
              f", input {reads} {ctx.upstream.step_version}" if ctx.upstream else "")  # fmt: skip
     progress = Progress(step.name, 0)
-    totals = run_in_shards(spark, pending, list(step.key), target, cfg.shard_rows, profile_parallelism(spark, profile),
-                           lambda part: build(ctx, step, part), progress)  # fmt: skip
+    plan = shard_plan(spark, cfg, profile)
+    ctx.call_rows = plan.rows_per_call
+    totals = run_in_shards(spark, pending, list(step.key), target, plan, lambda part: build(ctx, step, part), progress)
     metrics: dict[str, float] = {f"{step.rows_metric}_rows" if k == "rows" else k: v for k, v in totals.items()}
-    metrics["tokens_per_s"] = round(progress.tokens_per_s, 1)
+    metrics.update({"tokens_per_s": round(progress.tokens_per_s, 1), "shard_rows": plan.rows,
+                    "shard_tasks": plan.tasks, "shards_in_flight": plan.in_flight})  # fmt: skip
     tags = run_tags(step.name, profile, ctx.prompt, ctx.version, sampling)
     if ctx.upstream is not None:
         tags["backforth.input_step_version"] = ctx.upstream.step_version or ""
     result = JobResult(metrics, tags=tags)
     written = spark.table(target).where(F.col("step_version") == ctx.version) if table_exists(spark, target) else None
+    if written is not None:
+        result.metrics.update(costs(profile, written))
     if written is not None and step.outcome is not None:
         add_outcomes(ctx, step, written, result)
     if written is not None and step.summary is not None:
@@ -345,6 +348,11 @@ def add_outcomes(ctx: Context, step: LLMStep, written: Any, result: JobResult) -
         counts[r["o"] or "?"] = counts.get(r["o"] or "?", 0) + int(r["n"])
     total = sum(counts.values())
     result.metrics.update({f"{step.outcome_metric}.{k}": v for k, v in counts.items()})
-    result.metrics["accepted_share"] = round(sum(int(r["n"]) for r in rows if r["k"]) / total, 4)
+    accepted = sum(int(r["n"]) for r in rows if r["k"])
+    result.metrics["accepted_share"] = round(accepted / total, 4)
+    result.metrics["cost.accepted_rows"] = accepted
+    for name in ("usd", "gpu_hours", "engine_hours"):
+        if f"cost.{name}" in result.metrics and accepted:
+            result.metrics[f"cost.{name}_per_1k_accepted"] = round(result.metrics[f"cost.{name}"] / accepted * 1e3, 9)
     title = step.figure_title(ctx) if step.figure_title else f"{step.name} outcomes ({ctx.profile.name})"
     result.figures[f"{step.name}_{step.outcome_metric}.png"] = bar_chart(counts, step.outcome_metric, "rows", title)

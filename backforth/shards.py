@@ -1,45 +1,83 @@
-"""Generation in shards: pending rows are hashed into shards of about ``shard_rows``; each shard is generated and
-written with one atomic Delta append, so a killed run loses at most the shard in flight and a re-run resumes. Never
-MERGE from a source that runs an LLM: MERGE may read its source twice. Progress on the driver's console after each
-shard: rows done / total, tokens/s, ETA.
+"""Generation in shards: pending rows are hashed into shards; each shard is generated and written with one atomic
+Delta append, so a killed run loses at most the shards in flight and a re-run resumes. Never MERGE from a source that
+runs an LLM: MERGE may read its source twice.
+
+Shards overlap: ``in_flight`` shards are submitted as concurrent Spark jobs from driver threads (FIFO scheduling, so
+the older shard's tasks go first), and the next shard's tasks take each engine as soon as the previous shard's task on
+it finishes — engines do not wait for a shard's slowest task, its Delta commit or its bookkeeping. Blind Delta appends
+never conflict with each other, so concurrent shards commit independently.
+
+The shard size is derived from the cluster unless set: engines × rows per engine call (the profile's
+``max_num_seqs``, else its ``batch_size``) × :data:`BATCHES_PER_TASK`, so every task hands its engine several full
+batches in one call. Progress on the driver's console after each shard: rows done / total, tokens/s, ETA.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from backforth.engines import ModelProfile
 from backforth.tables import append, ensure_table, table_exists
 
 log = logging.getLogger("backforth.llm")
 
+BATCHES_PER_TASK = 4  # full engine batches per task and shard: the engine's own tail is paid once per 4 batches
+TOTALS = ("rows", "prompt_tokens", "output_tokens", "errors", "engine_s")
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """How pending rows are cut: ``rows`` per shard, ``tasks`` per shard (one engine each), ``in_flight`` shards at
+    once (1 = one after another)."""
+
+    rows: int
+    tasks: int
+    in_flight: int = 2
+
+    @property
+    def rows_per_call(self) -> int:
+        """Rows one task hands its engine in one call: its whole share of a shard."""
+        return math.ceil(self.rows / self.tasks)
+
+    @classmethod
+    def derive(cls, engines: int, engine_batch: int, rows: int | None = None, in_flight: int = 2) -> ShardPlan:
+        """``rows`` if given, else engines × ``engine_batch`` × :data:`BATCHES_PER_TASK`."""
+        engines = max(1, engines)
+        derived = engines * max(1, engine_batch) * BATCHES_PER_TASK
+        return cls(rows=max(1, rows if rows else derived), tasks=engines, in_flight=max(1, in_flight))
+
 
 @dataclass
 class Progress:
-    """Rows done / total, tokens/s and ETA, logged after every shard."""
+    """Rows done / total, tokens/s and ETA, logged after every shard (thread-safe: shards finish concurrently)."""
 
     step: str
     total: int
     done: int = 0
     tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, rows: int, tokens: int) -> str:
-        self.done += rows
-        self.tokens += tokens
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-        eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-        line = (
-            f"{self.step}: {self.done}/{self.total} rows ({100 * self.done / max(self.total, 1):.0f} %), "
-            f"{self.tokens / elapsed:.0f} tokens/s, {elapsed:.0f} s elapsed, ETA {eta_text}"
-        )
+        with self.lock:
+            self.done += rows
+            self.tokens += tokens
+            elapsed = max(time.perf_counter() - self.started, 1e-9)
+            rate = self.done / elapsed
+            eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+            eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+            line = (
+                f"{self.step}: {self.done}/{self.total} rows ({100 * self.done / max(self.total, 1):.0f} %), "
+                f"{self.tokens / elapsed:.0f} tokens/s, {elapsed:.0f} s elapsed, ETA {eta_text}"
+            )
         log.info(line)
         return line
 
@@ -53,35 +91,48 @@ def run_in_shards(
     pending: Any,
     key: list[str],
     target: str,
-    shard_rows: int,
-    parallelism: int,
+    plan: ShardPlan,
     generate: Callable[[Any], Any],
     progress: Progress,
 ) -> dict[str, float]:
-    """Generate ``pending`` shard by shard into ``target`` (one append each); returns row and token totals.
+    """Generate ``pending`` into ``target``, one append per shard, ``plan.in_flight`` shards at once; returns row,
+    token and engine-second totals plus ``shards`` and ``generation_s`` (first shard submitted → last committed).
 
     ``generate(df)`` turns a shard's input rows into output rows (it applies the LLM UDF). ``pending`` is
-    checkpointed first (it is deterministic; the anti-join it usually contains is then computed once).
+    checkpointed first (it is deterministic; the anti-join it usually contains is then computed once). On the first
+    failing shard no further shard starts; shards already running finish and stay committed; the error is raised.
     """
     from pyspark.sql import functions as F
 
     pending = pending.localCheckpoint()
     total = pending.count()
     progress.total = total
-    totals = {"rows": 0, "prompt_tokens": 0, "output_tokens": 0, "errors": 0, "shards": 0}
+    totals: dict[str, float] = {name: 0 for name in (*TOTALS, "shards", "generation_s")}
     if total == 0:  # nothing pending: do not start an engine for an empty shard
         log.info("%s: nothing to generate", progress.step)
         pending.unpersist()
         return totals
-    shards = max(1, math.ceil(total / max(1, shard_rows)))
-    pending = pending.withColumn("_shard", F.pmod(F.xxhash64(*key), F.lit(shards)))
-    for shard in range(shards):
-        part = pending.where(F.col("_shard") == shard).drop("_shard").repartition(max(1, parallelism))
+    shards = max(1, math.ceil(total / plan.rows))
+    # Every shard's tasks are laid out once, up front: one shuffle into shards × tasks partitions, checkpointed; shard
+    # k is partitions [k·tasks, (k+1)·tasks). No shuffle runs between shards, so the next shard's tasks start the
+    # moment an engine frees, even on executors whose only core is busy generating.
+    laid = pending.repartition(shards * plan.tasks).localCheckpoint()
+    laid.count()
+    pending.unpersist()
+    log.info("%s: %d pending rows in %d shards of ~%d rows, %d tasks each, %d in flight", progress.step, total,
+             shards, math.ceil(total / shards), plan.tasks, min(plan.in_flight, shards))  # fmt: skip
+
+    def output(shard: int, batch_id: str) -> Any:
+        where = F.spark_partition_id().between(shard * plan.tasks, (shard + 1) * plan.tasks - 1)
+        return generate(laid.where(where)).withColumn("batch_id", F.lit(batch_id))
+
+    if not table_exists(spark, target):  # before any shard runs: concurrent appends then all find the table
+        ensure_table(spark, target, output(0, "").schema)
+    lock = threading.Lock()
+
+    def one(shard: int) -> None:
         batch_id = uuid.uuid4().hex
-        rows = generate(part).withColumn("batch_id", F.lit(batch_id))
-        if not table_exists(spark, target):
-            ensure_table(spark, target, rows.schema)
-        append(rows, target)  # the LLM runs here, once per row: one atomic commit per shard
+        append(output(shard, batch_id), target, merge_schema=True)  # the LLM runs here: one atomic commit per shard
         stats = (
             spark.table(target)
             .where(F.col("batch_id") == batch_id)
@@ -90,12 +141,69 @@ def run_in_shards(
                 F.coalesce(F.sum("prompt_tokens"), F.lit(0)).alias("prompt_tokens"),
                 F.coalesce(F.sum("output_tokens"), F.lit(0)).alias("output_tokens"),
                 F.count("error").alias("errors"),
+                F.coalesce(F.sum("engine_s"), F.lit(0.0)).alias("engine_s"),
             )
             .collect()[0]
         )
-        for name in ("rows", "prompt_tokens", "output_tokens", "errors"):
-            totals[name] += int(stats[name])
-        totals["shards"] += 1
+        with lock:
+            for name in TOTALS:
+                totals[name] += float(stats[name]) if name == "engine_s" else int(stats[name])
+            totals["shards"] += 1
         progress.update(int(stats["rows"]), int(stats["prompt_tokens"]) + int(stats["output_tokens"]))
-    pending.unpersist()
+
+    started = time.perf_counter()
+    pool = ThreadPoolExecutor(max_workers=min(plan.in_flight, shards), thread_name_prefix=f"{progress.step}-shard")
+    try:
+        futures: list[Future] = [pool.submit(one, shard) for shard in range(shards)]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((f for f in done if f.exception() is not None), None)
+        if failed is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # running shards finish and commit; queued ones never start
+            raise failed.exception()  # type: ignore[misc]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        totals["generation_s"] = round(time.perf_counter() - started, 3)
+        laid.unpersist()
+    totals["engine_s"] = round(totals["engine_s"], 3)
     return totals
+
+
+def engine_slots(spark: Any, profile: ModelProfile) -> int:
+    """Engines that run at once, i.e. tasks per shard, from the session's conf (which Spark Connect serves too):
+    the profile's ``parallelism``; else, for a GPU profile on executors that declare GPUs, executors × GPUs per
+    executor ÷ GPUs per engine; else ``spark.default.parallelism``, the N of ``local[N]``, else the shuffle
+    partitions."""
+    import os
+    import re
+
+    if profile.parallelism:
+        return profile.parallelism
+    per_executor = float(spark.conf.get("spark.executor.resource.gpu.amount", None) or 0)
+    executors = executor_count(spark)
+    if profile.gpus_per_engine and per_executor and executors:
+        return max(1, executors * int(per_executor // profile.gpus_per_engine))
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
+    if found:
+        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
+    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+
+
+def executor_count(spark: Any) -> int | None:
+    """Executors the application asked for: ``spark.executor.instances`` (YARN, Kubernetes, Databricks job
+    clusters), else ``spark.cores.max`` ÷ ``spark.executor.cores`` (standalone); None when the conf does not say."""
+    instances = spark.conf.get("spark.executor.instances", None)
+    if instances:
+        return int(instances)
+    cores_max, cores = spark.conf.get("spark.cores.max", None), spark.conf.get("spark.executor.cores", None)
+    if cores_max and cores:
+        return max(1, int(cores_max) // int(cores))
+    return None
+
+
+def shard_plan(spark: Any, cfg: Any, profile: ModelProfile) -> ShardPlan:
+    """The job's ``shard_rows`` and ``shards_in_flight`` over the engines the cluster runs at once."""
+    return ShardPlan.derive(engine_slots(spark, profile), profile.engine_batch, cfg.shard_rows,
+                            getattr(cfg, "shards_in_flight", 2))  # fmt: skip

@@ -67,9 +67,13 @@ def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) ->
     return last_operation_metrics(spark, fqn, "MERGE", after=before)
 
 
-def append(df: DataFrame, fqn: str) -> None:
-    """One atomic Delta append (also the write unit of LLM steps: a crash loses at most this batch)."""
-    df.write.format("delta").mode("append").saveAsTable(fqn)
+def append(df: DataFrame, fqn: str, merge_schema: bool = False) -> None:
+    """One atomic Delta append (also the write unit of LLM steps: a crash loses at most this batch).
+    ``merge_schema`` adds columns ``df`` has and the table lacks (an LLM table written before a column was added)."""
+    writer = df.write.format("delta").mode("append")
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    writer.saveAsTable(fqn)
 
 
 def pending_rows(

@@ -28,7 +28,8 @@ class BacktranslateConfig:
     sampling: Sampling = field(default_factory=lambda: Sampling(temperature=1.0, top_p=0.9, max_tokens=128))
     prompt: str = "backtranslate"  # udfs/prompts/<prompt>.yaml
     version: str = "bt-v1"  # bump when the output cleaning's code changes
-    shard_rows: int = 256  # rows per Delta append: a crash loses at most one shard
+    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
+    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
     limit: int | None = None  # generate at most this many pending documents (smallest doc_id first)
     min_words: int = 3
     max_words: int = 120

@@ -37,7 +37,8 @@ class RewriteConfig:
     prompt: str = "rewrite"
     accept_untagged: bool = True  # an output without any tag is taken whole (status ok_untagged)
     version: str = "rw-v1"
-    shard_rows: int = 128
+    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
+    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
     limit: int | None = None
 
 

@@ -43,7 +43,8 @@ class ScoreConfig:
     min_digit_mass: float = 0.5  # logprob mode: below this probability on 1-5 the score is invalid
     sanity_pairs: int = 20  # control pairs with another document's instruction (0 = no sanity check)
     version: str = "score-v1"
-    shard_rows: int = 256
+    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
+    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
     limit: int | None = None
 
 

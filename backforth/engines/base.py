@@ -23,7 +23,7 @@ from backforth.cache import ProcessCache
 
 log = logging.getLogger("backforth.engines")
 
-Backend = Literal["vllm", "vllm-cpu", "transformers", "fake"]
+Backend = Literal["vllm", "vllm-cpu", "transformers", "fake", "sim"]
 
 
 @dataclass
@@ -49,6 +49,14 @@ class ModelProfile:
     # Spark tasks per shard, i.e. engines running at once: null = the cluster's default parallelism (one per GPU
     # executor); CPU profiles use 1, one engine that owns every core.
     parallelism: int | None = None
+    # GPUs one engine holds (0 = a CPU engine): on a cluster the generation stage asks Spark for this many GPUs per
+    # task (stage-level scheduling), so CPU stages keep every core; vLLM's tensor parallelism defaults to it
+    gpus: int = 0
+    # cost accounting: the GPU type (what the throughput below was measured on), what one GPU-hour costs the user
+    # (null = not priced: GPU-hours only), and the engine's throughput at full batch for `--dry-run` estimates
+    gpu_type: str | None = None
+    gpu_hour_usd: float | None = None
+    throughput: dict[str, float] = field(default_factory=dict)  # prefill_tokens_per_s, output_tokens_per_s
     note: str = ""  # shown in the run summary and logged as a tag, e.g. what the model's output is good for
     # anything else the backend takes (vLLM engine arguments; fake-engine behaviour in tests)
     options: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +67,16 @@ class ModelProfile:
     def key(self) -> str:
         """Cache key: two tasks with the same profile share one engine in a worker."""
         return json.dumps(asdict(self), sort_keys=True, default=str)
+
+    @property
+    def gpus_per_engine(self) -> int:
+        """GPUs one engine holds: ``gpus``, else its tensor-parallel size, else 0 (a CPU engine)."""
+        return self.gpus or (self.tensor_parallel_size or 0)
+
+    @property
+    def engine_batch(self) -> int:
+        """Rows an engine works on at once: vLLM's ``max_num_seqs``, else the micro-batch size."""
+        return self.max_num_seqs or self.batch_size
 
     def identity(self) -> dict[str, Any]:
         """What decides the generated text (for step versions): not the serving knobs."""
@@ -211,7 +229,11 @@ def build_engine(profile: ModelProfile) -> Engine:
         from backforth.engines.vllm import VllmEngine
 
         return VllmEngine(profile)
-    raise ValueError(f"unknown engine backend {profile.backend!r} (vllm, vllm-cpu, transformers, fake)")
+    if profile.backend == "sim":
+        from backforth.engines.sim import SimEngine
+
+        return SimEngine(profile)
+    raise ValueError(f"unknown engine backend {profile.backend!r} (vllm, vllm-cpu, transformers, fake, sim)")
 
 
 def get_engine(profile: ModelProfile) -> Engine:

@@ -1,4 +1,6 @@
-"""The generation UDF: an iterator pandas UDF bound to this worker's engine (see backforth.engines.base).
+"""The generation UDF: an iterator pandas UDF bound to this worker's engine (see backforth.engines.base), and the
+same generation as a ``mapInPandas`` stage (:func:`generate_frame`, what the LLM steps use) that can carry a Spark
+``ResourceProfile`` so that only the generation stage asks for GPUs.
 
 ``make_generate_udf(profile, sampling, prompt)`` returns a UDF of two columns, a struct of the prompt's variables and
 a per-row seed, whose result is a struct (text, error, prompt_tokens, output_tokens, finish_reason, probs). It is
@@ -8,6 +10,7 @@ Only the profile, sampling and template (small dataclasses) are captured; the en
 """
 
 # No `from __future__ import annotations` here: Spark resolves the UDFs' type hints at definition time.
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -18,9 +21,10 @@ from backforth.engines.base import Generation, ModelProfile, Request, Sampling
 from backforth.prompts import PromptTemplate
 
 RESULT_SCHEMA = (
-    "text string, error string, prompt_tokens int, output_tokens int, finish_reason string, probs map<string,double>"
+    "text string, error string, prompt_tokens int, output_tokens int, finish_reason string, probs map<string,double>, "
+    "engine_s double"
 )
-RESULT_FIELDS = ["text", "error", "prompt_tokens", "output_tokens", "finish_reason", "probs"]
+RESULT_FIELDS = ["text", "error", "prompt_tokens", "output_tokens", "finish_reason", "probs", "engine_s"]
 
 
 def length_order(sizes: list[int]) -> list[int]:
@@ -37,7 +41,9 @@ def generate_batch(
     candidates: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Render, sort by length, generate, restore row order. Pure Python: tested without Spark.
-    With ``candidates``, no text is generated: each row gets the next-token probabilities of the candidates."""
+    With ``candidates``, no text is generated: each row gets the next-token probabilities of the candidates.
+    ``engine_s``: the engine call's wall time shared equally by the rows that reached it (0 for rows refused before
+    it): summed over a step, the seconds its engines were busy, which cost accounting turns into GPU-hours."""
     results: list[dict[str, Any] | None] = [None] * len(rows)
     requests, positions = [], []
     for i, (values, seed) in enumerate(zip(rows, seeds, strict=True)):
@@ -49,18 +55,20 @@ def generate_batch(
         positions.append(i)
     order = length_order([sum(len(m["content"]) for m in r.messages) for r in requests])
     ordered = [requests[i] for i in order]
+    started = time.perf_counter()
     if not requests:
         outputs = []
     elif candidates:
         outputs = engine.next_token_probs(ordered, candidates)
     else:
         outputs = engine.generate(ordered, sampling)
+    share = (time.perf_counter() - started) / max(1, len(requests))
     for k, out in zip(order, outputs, strict=True):
-        results[positions[k]] = _as_row(out)
+        results[positions[k]] = _as_row(out, share)
     return [r for r in results if r is not None]
 
 
-def _as_row(out: Generation) -> dict[str, Any]:
+def _as_row(out: Generation, engine_s: float = 0.0) -> dict[str, Any]:
     return {
         "text": out.text,
         "error": out.error,
@@ -68,7 +76,104 @@ def _as_row(out: Generation) -> dict[str, Any]:
         "output_tokens": out.output_tokens,
         "finish_reason": out.finish_reason,
         "probs": out.probs,
+        "engine_s": engine_s,
     }
+
+
+def result_fields() -> list[Any]:
+    """The generation's fields as Spark types (built in Python: no JVM, so Spark Connect builds them too)."""
+    from pyspark.sql import types as T
+
+    s = T.StringType()
+    types = [s, s, T.IntegerType(), T.IntegerType(), s, T.MapType(s, T.DoubleType()), T.DoubleType()]
+    return [T.StructField(name, t) for name, t in zip(RESULT_FIELDS, types, strict=True)]
+
+
+def generate_frame(
+    df: Any,
+    variables: dict[str, str],
+    seed: str,
+    profile: ModelProfile,
+    sampling: Sampling,
+    template: PromptTemplate,
+    candidates: list[str] | None = None,
+    resources: Any = None,
+    call_rows: int | None = None,
+) -> Any:
+    """``df`` plus a ``gen`` struct column (the fields of :data:`RESULT_FIELDS`), generated in one ``mapInPandas``
+    stage: prompt variable ``var`` takes column ``variables[var]``, the per-row seed column ``seed``.
+
+    ``resources`` (a Spark ``ResourceProfile``, see :func:`gpu_stage_profile`) makes Spark run this stage's tasks
+    with the GPUs it asks for — one task per GPU — while every other stage of the application keeps every core.
+    ``call_rows``: Arrow batches are gathered until about this many rows (up to 1.25×, so a task's share of a shard
+    is one call, not a full call and a sliver) and generated in one engine call; None = one call per Arrow batch."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    profile, sampling = replace(profile), replace(sampling)  # plain copies: nothing else rides in the closure
+    names = list(variables)
+    columns = [variables[v] for v in names]
+    fields = result_fields()
+    hidden = [f"_gen_{f.name}" for f in fields]
+    pairs = list(zip(hidden, fields, strict=True))
+    schema = T.StructType([*df.schema.fields, *[T.StructField(h, f.dataType) for h, f in pairs]])
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from backforth.engines.base import get_engine
+
+        engine = get_engine(profile)
+        for frame in gathered(frames, call_rows):
+            values = [frame[c].tolist() for c in columns]
+            rows = [{n: v[i] for n, v in zip(names, values, strict=True)} for i in range(len(frame))]
+            out = generate_batch(engine, template, sampling, rows, frame[seed].tolist(), candidates)
+            result = pd.DataFrame(out, columns=RESULT_FIELDS).astype({"prompt_tokens": "int32",
+                                                                        "output_tokens": "int32"})  # fmt: skip
+            for name, column in zip(RESULT_FIELDS, hidden, strict=True):
+                frame[column] = result[name].to_numpy()
+            yield frame
+
+    generated = df.mapInPandas(run, schema, profile=resources) if resources else df.mapInPandas(run, schema)
+    gen = F.struct(*[F.col(h).alias(f.name) for h, f in pairs])
+    return generated.withColumn("gen", gen).drop(*hidden)
+
+
+def gathered(frames: Iterator[pd.DataFrame], rows: int | None) -> Iterator[pd.DataFrame]:
+    """``frames`` regrouped into frames of at least ``rows`` rows (the last may be smaller; at most 1.25 × ``rows``
+    before a frame is released, so a remainder is never a sliver on its own); unchanged when ``rows`` is None."""
+    if not rows:
+        yield from frames
+        return
+    held: list[pd.DataFrame] = []
+    size = 0
+    for frame in frames:
+        held.append(frame)
+        size += len(frame)
+        if size >= rows * 1.25:
+            yield pd.concat(held, ignore_index=True)
+            held, size = [], 0
+    if held:
+        yield pd.concat(held, ignore_index=True)
+
+
+def gpu_stage_profile(spark: Any, profile: ModelProfile) -> Any:
+    """A Spark ``ResourceProfile`` asking ``profile.gpus`` GPUs (and one CPU) per generation task, where Spark can
+    honour one (stage-level scheduling with static allocation: a standalone, YARN or Kubernetes master, executors
+    that declare GPUs); None elsewhere — local mode, a CPU profile, executors without GPUs, dynamic allocation —
+    where the stage runs like any other (an application-wide ``spark.task.resource.gpu.amount`` then applies). Build
+    it once per step and reuse it: over Spark Connect every build registers a new profile, and one stage refuses two.
+    Reads the session's conf only (Spark Connect serves it)."""
+    if not profile.gpus:
+        return None
+    master = spark.conf.get("spark.master", "") or ""
+    if not master.startswith(("spark://", "yarn", "k8s://", "local-cluster")):
+        return None
+    if (spark.conf.get("spark.dynamicAllocation.enabled", "false") or "false").lower() == "true":
+        return None  # TaskResourceProfiles need static allocation; with dynamic allocation the app-wide amount holds
+    if float(spark.conf.get("spark.executor.resource.gpu.amount", "0") or 0) < profile.gpus:
+        return None
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    return ResourceProfileBuilder().require(TaskResourceRequests().cpus(1).resource("gpu", profile.gpus)).build
 
 
 def make_generate_udf(

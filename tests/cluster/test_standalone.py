@@ -11,43 +11,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from backforth.devcluster import LoopbackCluster, spark_home
+
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spark_home() -> Path:
-    import pyspark
-
-    return Path(pyspark.__file__).parent
-
-
-def wait_for(predicate, timeout: float, what: str, procs: list[subprocess.Popen]) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        dead = [p.args for p in procs if p.poll() is not None]
-        if dead:
-            raise AssertionError(f"{dead} exited while waiting for {what}")
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -82,46 +56,8 @@ def packed(packing) -> Path:
 def cluster(packing, tmp_path_factory: pytest.TempPathFactory):
     """A standalone master and two one-core workers on 127.0.0.1 (started while the env is packed); every daemon is
     killed afterwards, even when the test fails (each runs in its own process group)."""
-    root = tmp_path_factory.mktemp("standalone")
-    home = spark_home()
-    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(root / "logs")}
-    env.pop("PYSPARK_PYTHON", None)
-    port, ui = free_port(), free_port()
-    klass = str(home / "bin" / "spark-class")
-    procs: list[subprocess.Popen] = []
-
-    def start(name: str, *args: str) -> None:
-        log = open(root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process below
-        procs.append(subprocess.Popen([klass, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))  # fmt: skip
-
-    try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-              "--webui-port", str(ui))  # fmt: skip
-        workers = []
-        for i in (1, 2):
-            work = root / f"worker{i}"
-            workers.append(work)
-            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1", "--cores", "1",
-                  "--memory", "2g", "--webui-port", str(free_port()), "--work-dir", str(work),
-                  f"spark://127.0.0.1:{port}")  # fmt: skip
-
-        def alive_workers() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2) as resp:
-                    return json.load(resp).get("aliveworkers", 0) == 2
-            except OSError:
-                return False
-
-        wait_for(alive_workers, 90, "two alive workers", procs)
-        yield {"master": f"spark://127.0.0.1:{port}", "workers": workers, "root": root}
-    finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=30)
+    with LoopbackCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores_per_worker=1) as c:
+        yield {"master": c.master, "workers": c.worker_dirs, "root": c.root}
 
 
 @pytest.mark.timeout(900)

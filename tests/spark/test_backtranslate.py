@@ -115,3 +115,36 @@ def test_one_engine_per_python_worker_across_tasks(spark, seeded, tmp_path):
     assert all(n == 1 for n in constructions.values())  # ... each worker built its engine once
     assert len(constructions) < len(calls)
     assert {e["pid"] for e in calls} <= set(constructions)
+
+
+def test_cost_is_estimated_before_a_run_and_measured_per_row_after_it(spark, seeded, tmp_path):
+    from backforth.costs import estimate
+    from backforth.llm import STEPS
+
+    log = tmp_path / "log"  # the simulated H100 (sleeps the time vLLM would take, here at 1/100 of it)
+    options = {"options": {"log_dir": str(log), "time_scale": 0.01}, "gpu_hour_usd": 3.0}
+    settings = replace(seeded, job=BacktranslateConfig(model="sim-h100", model_options=options,
+                                                       output_table="instructions_costs"))  # fmt: skip
+    table = f"{settings.tables.schema}.instructions_costs"
+    before = estimate(spark, settings, STEPS["backtranslate"])
+    assert before["pending_rows"] == 12 and before["prompt_tokens"] > 12 * 20
+    assert before["output_basis"].startswith("half of max_tokens") and before["output_tokens"] == 12 * 64
+    assert before["gpu_hours"] > 0 and before["cost_usd"] == round(before["gpu_hours"] * 3.0, 4)
+    assert not spark.catalog.tableExists(table)  # a dry run generates and writes nothing
+
+    outcome = run_job(get_job("backtranslate"), settings, spark)
+    m = outcome.metrics
+    rows = spark.table(table).collect()
+    slept = sum(e["busy_s"] for e in generated(log) if e["event"] == "generate")
+    busy = sum(r["engine_s"] for r in rows)
+    assert all(r["engine_s"] > 0 for r in rows) and busy >= slept > 0  # each row carries its share of its call
+    assert m["cost.engine_busy_s"] == pytest.approx(busy, abs=1e-3)
+    assert m["cost.tokens_in"] == sum(r["prompt_tokens"] for r in rows)
+    assert m["cost.tokens_out"] == sum(r["output_tokens"] for r in rows)
+    assert m["cost.gpu_hours"] == pytest.approx(busy / 3600, rel=1e-3)  # one GPU per engine
+    assert m["cost.usd"] == pytest.approx(m["cost.gpu_hours"] * 3.0, rel=1e-3)
+    assert 0 < m["cost.accepted_rows"] <= 12
+    assert m["cost.usd_per_1k_accepted"] == pytest.approx(m["cost.usd"] / m["cost.accepted_rows"] * 1000, rel=1e-3)
+
+    after = estimate(spark, settings, STEPS["backtranslate"])
+    assert after["pending_rows"] == 0 and after["output_basis"].startswith("mean of the rows")

@@ -40,9 +40,11 @@ def test_batch_goes_to_the_engine_sorted_by_length_and_comes_back_in_row_order(t
     row_lengths = [out[i]["prompt_tokens"] for i in (0, 1, 2, 4)]
     assert row_lengths != sorted(row_lengths)  # the rows themselves are not in length order...
     assert generated[0]["lengths"] == sorted(row_lengths)  # ...but the engine received them sorted
+    shares = {out[i]["engine_s"] for i in (0, 1, 2, 4)}  # the call's wall time, shared by the rows that reached it
+    assert len(shares) == 1 and shares.pop() > 0
     assert out[3] == {
         "text": None, "error": "empty_prompt", "prompt_tokens": 0, "output_tokens": 0, "finish_reason": "error",
-        "probs": None,
+        "probs": None, "engine_s": 0.0,
     }  # fmt: skip
     # each row's answer is the one generated for that row's own prompt
     for i in (0, 1, 2, 4):
@@ -83,7 +85,9 @@ def test_profiles_load_and_reject_unknown_keys(tmp_path: Path) -> None:
     cpu = load_profile("smollm2-cpu")
     assert cpu.backend == "vllm-cpu" and cpu.model == "embedded" and cpu.parallelism == 1
     gpu = load_profile("llama3-70b-gpu")
-    assert gpu.spark["spark.task.resource.gpu.amount"] == gpu.spark["spark.executor.resource.gpu.amount"] == "8"
+    # executors declare 8 GPUs; tasks ask for none application-wide: the generation stage asks for `gpus` per task
+    assert gpu.gpus == gpu.gpus_per_engine == 8 and gpu.spark["spark.executor.resource.gpu.amount"] == "8"
+    assert "spark.task.resource.gpu.amount" not in gpu.spark
     assert load_profile("fake", {"max_model_len": 100}).max_model_len == 100
     with pytest.raises(ConfigError, match="max_modle_len.*did you mean 'max_model_len'"):
         load_profile("fake", {"max_modle_len": 100})
