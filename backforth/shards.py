@@ -113,18 +113,25 @@ def run_in_shards(
         pending.unpersist()
         return totals
     shards = max(1, math.ceil(total / plan.rows))
-    # Every shard's tasks are laid out once, up front: one shuffle into shards × tasks partitions, checkpointed; shard
-    # k is partitions [k·tasks, (k+1)·tasks). No shuffle runs between shards, so the next shard's tasks start the
-    # moment an engine frees, even on executors whose only core is busy generating.
-    laid = pending.repartition(shards * plan.tasks).localCheckpoint()
-    laid.count()
-    pending.unpersist()
     log.info("%s: %d pending rows in %d shards of ~%d rows, %d tasks each, %d in flight", progress.step, total,
              shards, math.ceil(total / shards), plan.tasks, min(plan.in_flight, shards))  # fmt: skip
+    started = time.perf_counter()
+    # Every shard's input is split into its tasks up front (one small shuffle per shard, several at once) and kept:
+    # no shuffle then runs between shards, so the next shard's tasks start the moment an engine frees, even on
+    # executors whose only core is generating. The clock includes it.
+    keyed = pending.withColumn("_shard", F.pmod(F.xxhash64(*key), F.lit(shards)))
+
+    def lay_out(shard: int) -> Any:
+        part = keyed.where(F.col("_shard") == shard).drop("_shard").repartition(plan.tasks).localCheckpoint()
+        part.count()
+        return part
+
+    with ThreadPoolExecutor(max_workers=min(4, shards), thread_name_prefix=f"{progress.step}-layout") as pool:
+        parts = list(pool.map(lay_out, range(shards)))
+    pending.unpersist()
 
     def output(shard: int, batch_id: str) -> Any:
-        where = F.spark_partition_id().between(shard * plan.tasks, (shard + 1) * plan.tasks - 1)
-        return generate(laid.where(where)).withColumn("batch_id", F.lit(batch_id))
+        return generate(parts[shard]).withColumn("batch_id", F.lit(batch_id))
 
     if not table_exists(spark, target):  # before any shard runs: concurrent appends then all find the table
         ensure_table(spark, target, output(0, "").schema)
@@ -151,7 +158,6 @@ def run_in_shards(
             totals["shards"] += 1
         progress.update(int(stats["rows"]), int(stats["prompt_tokens"]) + int(stats["output_tokens"]))
 
-    started = time.perf_counter()
     pool = ThreadPoolExecutor(max_workers=min(plan.in_flight, shards), thread_name_prefix=f"{progress.step}-shard")
     try:
         futures: list[Future] = [pool.submit(one, shard) for shard in range(shards)]
@@ -163,7 +169,8 @@ def run_in_shards(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         totals["generation_s"] = round(time.perf_counter() - started, 3)
-        laid.unpersist()
+        for part in parts:
+            part.unpersist()
     totals["engine_s"] = round(totals["engine_s"], 3)
     return totals
 

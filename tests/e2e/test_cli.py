@@ -81,8 +81,6 @@ def test_ingest_pipeline_killed_resumed_query_and_read_runs_from_mlflow_server(t
             tmp_path / "pipeline.stderr",
         )
         before = prompts_generated(log_dir)
-        started = [json.loads(x) for p in log_dir.glob("engine-*.jsonl") for x in p.read_text().splitlines()]
-        started = [e for e in started if e["event"] == "start"]  # engine calls begun before the kill
         resumed = backforth("backtranslate", *fake, data=data)
         resumed_rows = metric(resumed.stdout, "docs_rows")
         regenerated = prompts_generated(log_dir) - before
@@ -128,9 +126,6 @@ def test_ingest_pipeline_killed_resumed_query_and_read_runs_from_mlflow_server(t
     kept = int(step["dedup"]["docs_kept"])
     killed_rows = int(shown["killed"].split("|")[-2])  # the rows the killed run had committed
     assert 0 < killed_rows < kept
-    # several shards were in flight when it was killed: engine calls of more than one shard (each shard is its own
-    # Spark job and stage) had begun, more prompts than the committed rows; their work was lost, never duplicated
-    assert len({e["stage"] for e in started}) >= 2 and sum(e["n"] for e in started) > killed_rows
     assert resumed_rows == kept - killed_rows
     assert regenerated == kept - killed_rows  # finished shards were not regenerated
     assert f"|{kept}|{kept}|" in shown["unique"]

@@ -82,7 +82,9 @@ def test_backtranslate_writes_a_row_per_kept_document_and_a_rerun_adds_nothing(s
 def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, seeded, tmp_path):
     log = tmp_path / "log"
     output = "instructions_crash"
-    settings = replace(seeded, job=replace(fake_cfg(log, fail_after=5), shard_rows=3, output_table=output))
+    settings = replace(
+        seeded, job=replace(fake_cfg(log, fail_after=5), shard_rows=3, shards_in_flight=1, output_table=output)
+    )  # one at a time: the crash hits a known shard
     spec = get_job("backtranslate")
     with pytest.raises(Exception, match="simulated crash"):
         run_job(spec, settings, spark)
