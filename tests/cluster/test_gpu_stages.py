@@ -31,7 +31,12 @@ def overlapping(spans: list[tuple[float, float]]) -> int:
 
 
 @pytest.mark.timeout(600)
-def test_cpu_stages_use_every_core_and_generation_takes_one_gpu_per_task(tmp_path: Path) -> None:
+def test_cpu_stages_use_every_core_and_generation_takes_one_gpu_per_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the executors' Python workers import this checkout's backforth, whatever checkout the venv was installed from
+    paths = [str(HERE.parents[1]), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
     with LoopbackCluster(tmp_path / "cluster", workers=2, cores_per_worker=2, gpus_per_worker=1) as cluster:
         env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
         done = subprocess.run([sys.executable, str(HERE / "gpu_stages_driver.py"), cluster.master, str(tmp_path)],
