@@ -38,14 +38,6 @@ class _WordTokenizer:
         return [int(hashlib.blake2b(w.encode(), digest_size=4).hexdigest(), 16) for w in text.split()]
 
 
-def _stage() -> int | None:
-    """The Spark stage of the task calling the engine (None outside a task): each shard is its own job and stage."""
-    from pyspark import TaskContext
-
-    ctx = TaskContext.get()
-    return ctx.stageId() if ctx is not None else None
-
-
 class FakeEngine(Engine):
     backend = "fake"
 
@@ -83,7 +75,6 @@ class FakeEngine(Engine):
     def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
         if self.fail_after is not None and self.generated_total() + len(prompts) > int(self.fail_after):
             raise RuntimeError(f"fake engine: simulated crash after {self.fail_after} prompts")
-        self._log({"event": "start", "n": len(prompts), "stage": _stage()})  # which shard's stage is generating
         if self.profile.options.get("delay_s"):
             time.sleep(float(self.profile.options["delay_s"]))
         self.prompts += len(prompts)
