@@ -30,6 +30,13 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--conf-dir", type=Path, default=None, help="config folder (default: ./conf or the bundled one)"
     )
+    parser.add_argument(
+        "--remote",
+        default=None,
+        metavar="URL",
+        help="run over Spark Connect: sc://host:port (a Connect server), databricks (Databricks Connect's "
+        "profile) or local[N] (an in-process Connect server); default: $SPARK_REMOTE, else a classic local session",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "alembic", "mlflow", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if getattr(args, "remote", None):
+        args.overrides.append(f"spark.remote={args.remote}")
     try:
         if args.command == "sql":
             return cmd_sql(args)

@@ -34,6 +34,9 @@ class SparkConfig:
     shuffle_partitions: int = 4  # tiny local inputs: 200 default partitions would be mostly empty tasks
     driver_memory: str = "4g"  # local mode runs every task in the driver JVM; 1g (Spark's default) is tight
     conf: dict[str, str] = field(default_factory=dict)  # extra spark.* settings for local sessions only
+    # Spark Connect: "sc://host:port/;token=…" (a Connect server), "databricks" (Databricks Connect, from its
+    # config profile), "local[N]" (a Connect server backforth starts in-process, with Delta). SPARK_REMOTE wins.
+    remote: str | None = None
 
 
 @dataclass
@@ -51,6 +54,8 @@ class MlflowConfig:
     tracking_uri: str | None = None
     experiment: str = "backforth"
     registry_uri: str | None = None  # model registry; null = MLflow's default (the tracking store); databricks-uc
+    # A SQLite store on a cluster's driver is lost with the driver: refused there unless this is true.
+    allow_local_store: bool = False
 
 
 @dataclass
@@ -284,7 +289,18 @@ def redact(data: Any, key: str = "") -> Any:
         return [redact(v, key) for v in data]
     if data is not None and is_secret_key(key):
         return "***"
+    if isinstance(data, str):
+        return mask_url_secrets(data)
     return data
+
+
+URL_SECRET = re.compile(r"(?i)((?:^|[;&?/])[\w.-]*(?:token|password|secret|key)=)[^;&\s]+")
+
+
+def mask_url_secrets(text: str) -> str:
+    """``sc://host:443/;token=dapi…;x-cluster-id=1`` → ``sc://host:443/;token=***;x-cluster-id=1``: parameters of
+    connection strings that carry credentials."""
+    return URL_SECRET.sub(r"\1***", text)
 
 
 def config_hash(settings: Settings) -> str:

@@ -260,9 +260,3 @@ def read_file(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             "file": path,
             "source_format": spec["format"],
         }
-
-
-def read_partition(items: Any) -> Iterator[dict[str, Any]]:
-    """mapPartitions body: ``items`` are (path, spec) pairs."""
-    for path, spec in items:
-        yield from read_file(path, spec)

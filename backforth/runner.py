@@ -20,6 +20,7 @@ from typing import Any
 
 from backforth import __version__
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
+from backforth.errors import ConfigError
 from backforth.registry import JobResult, JobSpec
 
 MAX_PARAMS = 100  # MLflow accepts more, but a wall of params hides the ones people look for
@@ -58,12 +59,27 @@ def quiet_mlflow() -> None:
     warnings.filterwarnings("ignore", message=".*Integer columns in Python cannot represent missing values.*")
 
 
+def refuse_driver_local_store(settings: Settings, uri: str) -> None:
+    """On a cluster's driver (spark-submit, Databricks) a SQLite or file store lives in scratch space that goes away
+    with the driver: refuse it, in one line, unless ``mlflow.allow_local_store`` says the user wants that."""
+    from backforth.spark import running_on_cluster
+
+    local = uri.startswith(("sqlite:", "file:")) or "://" not in uri and uri not in ("databricks", "databricks-uc")
+    if local and running_on_cluster() and not settings.mlflow.allow_local_store:
+        raise ConfigError(
+            f"mlflow: on a cluster the runs would go to {uri}, on the driver, and be lost with it; set "
+            "mlflow.tracking_uri (or MLFLOW_TRACKING_URI) to a tracking server or 'databricks', or "
+            "--set mlflow.allow_local_store=true to keep them there anyway"
+        )
+
+
 def setup_mlflow(settings: Settings) -> str:
     """Point MLflow at the store and make sure the experiment exists; returns its id."""
     import mlflow
 
     quiet_mlflow()
     uri = tracking_uri(settings)
+    refuse_driver_local_store(settings, uri)
     mlflow.set_tracking_uri(uri)
     if settings.mlflow.registry_uri:  # Databricks: the Unity Catalog model registry (models named catalog.schema.x)
         mlflow.set_registry_uri(settings.mlflow.registry_uri)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backforth.engines import ModelProfile
+from backforth.spark import executor_count, parallelism
 from backforth.tables import append, ensure_table, table_exists
 
 log = logging.getLogger("backforth.llm")
@@ -180,34 +181,13 @@ def engine_slots(spark: Any, profile: ModelProfile) -> int:
     the profile's ``parallelism``; else, for a GPU profile on executors that declare GPUs, executors × GPUs per
     executor ÷ GPUs per engine; else ``spark.default.parallelism``, the N of ``local[N]``, else the shuffle
     partitions."""
-    import os
-    import re
-
     if profile.parallelism:
         return profile.parallelism
     per_executor = float(spark.conf.get("spark.executor.resource.gpu.amount", None) or 0)
     executors = executor_count(spark)
     if profile.gpus_per_engine and per_executor and executors:
         return max(1, executors * int(per_executor // profile.gpus_per_engine))
-    value = spark.conf.get("spark.default.parallelism", None)
-    if value:
-        return int(value)
-    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
-    if found:
-        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
-    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
-
-
-def executor_count(spark: Any) -> int | None:
-    """Executors the application asked for: ``spark.executor.instances`` (YARN, Kubernetes, Databricks job
-    clusters), else ``spark.cores.max`` ÷ ``spark.executor.cores`` (standalone); None when the conf does not say."""
-    instances = spark.conf.get("spark.executor.instances", None)
-    if instances:
-        return int(instances)
-    cores_max, cores = spark.conf.get("spark.cores.max", None), spark.conf.get("spark.executor.cores", None)
-    if cores_max and cores:
-        return max(1, int(cores_max) // int(cores))
-    return None
+    return parallelism(spark)
 
 
 def shard_plan(spark: Any, cfg: Any, profile: ModelProfile) -> ShardPlan:

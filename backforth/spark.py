@@ -1,4 +1,7 @@
-"""The Spark session: reuse the active one (spark-submit, Databricks), else build a local Delta-enabled one.
+"""The Spark session: reuse the active one (spark-submit, Databricks), connect to a Spark Connect endpoint when one
+is named (``--remote`` / ``$SPARK_REMOTE``: Serverless and Standard compute, Databricks Connect), else build a local
+Delta-enabled one. Nothing here or on the job path touches the SparkContext, RDDs or the JVM, so every job runs the
+same over Spark Connect.
 
 Local sessions keep a persistent catalog in the data folder (a Derby-backed Hive metastore plus a warehouse
 directory), so a table written by one command is visible to the next. Delta's jars come from Spark's own package
@@ -8,12 +11,13 @@ resolution into a cache outside the repo (``$BACKFORTH_CACHE/ivy``); once there,
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from backforth.config import Settings
-from backforth.errors import MetastoreLockedError, MissingInputError
+from backforth.errors import MetastoreLockedError, MissingInputError, UserError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -58,6 +62,43 @@ def running_on_cluster() -> bool:
     return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
 
 
+def parallelism(spark: SparkSession) -> int:
+    """Tasks the cluster runs at once, from configuration alone (no SparkContext: works over Spark Connect):
+    ``spark.default.parallelism``, else the N of ``local[N]``, else executors × cores, else the shuffle partitions."""
+    value = spark.conf.get("spark.default.parallelism", None)
+    if value:
+        return int(value)
+    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
+    if found:
+        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
+    executors, cores = executor_count(spark), spark.conf.get("spark.executor.cores", None)
+    if executors and cores:
+        return executors * int(cores)
+    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+
+
+def executor_count(spark: SparkSession) -> int | None:
+    """Executors the application asked for: ``spark.executor.instances`` (YARN, Kubernetes, Databricks job
+    clusters), else ``spark.cores.max`` ÷ ``spark.executor.cores`` (standalone); None when the conf does not say."""
+    instances = spark.conf.get("spark.executor.instances", None)
+    if instances:
+        return int(instances)
+    cores_max, cores = spark.conf.get("spark.cores.max", None), spark.conf.get("spark.executor.cores", None)
+    if cores_max and cores:
+        return max(1, int(cores_max) // int(cores))
+    return None
+
+
+def remote_url(settings: Settings) -> str | None:
+    """The Spark Connect endpoint to use, if any: ``$SPARK_REMOTE``, else ``spark.remote`` (``--remote``)."""
+    return os.environ.get("SPARK_REMOTE") or settings.spark.remote or None
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """Whether ``spark`` is a Spark Connect session (no SparkContext, no JVM on this side)."""
+    return type(spark).__module__.startswith(("pyspark.sql.connect", "databricks.connect"))
+
+
 def get_spark(settings: Settings) -> SparkSession:
     """The session a job runs in; see the module docstring for which one."""
     from pyspark.sql import SparkSession
@@ -65,9 +106,52 @@ def get_spark(settings: Settings) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = remote_url(settings)
+    if remote:
+        return connect_session(settings, remote)
     if running_on_cluster():
         return SparkSession.builder.appName(settings.spark.app_name).getOrCreate()
     return build_local_session(settings)
+
+
+def connect_session(settings: Settings, remote: str) -> SparkSession:
+    """A Spark Connect session: ``databricks`` (Databricks Connect, configured by its own profile or environment),
+    ``local[N]`` (a Connect server started in this process with the same Delta and metastore settings as a
+    classic local session: how the tests drive every job through the Connect API), else a ``sc://`` URL."""
+    from pyspark.sql import SparkSession
+
+    if remote == "databricks":
+        try:
+            from databricks.connect import DatabricksSession
+        except ImportError:
+            raise UserError(
+                "--remote databricks needs Databricks Connect in this environment "
+                "(pip install 'databricks-connect' matching your cluster's runtime; it provides its own pyspark)"
+            ) from None
+        return DatabricksSession.builder.getOrCreate()
+    if remote.startswith("local"):
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder.remote(remote).appName(settings.spark.app_name)
+        for key, value in local_conf(settings).items():
+            builder = builder.config(key, value)
+        return start(builder, settings)
+    if not remote.startswith("sc://"):
+        raise UserError(f"spark.remote: {remote!r} is not a Spark Connect URL (sc://host:port), databricks or local[N]")
+    return SparkSession.builder.remote(remote).getOrCreate()
+
+
+def start(builder: Any, settings: Settings) -> SparkSession:
+    """``builder.getOrCreate()``, with the local metastore's lock said in one line instead of a Java trace."""
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
+        if "another instance of derby" not in str(exc).lower():
+            raise
+    raise MetastoreLockedError(  # outside the except block: the Java error is not chained onto it
+        f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
+        "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
+    )
 
 
 def local_conf(settings: Settings) -> dict[str, str]:
@@ -114,17 +198,7 @@ def build_local_session(settings: Settings) -> SparkSession:
     builder = SparkSession.builder.master(settings.spark.master).appName(settings.spark.app_name)
     for key, value in local_conf(settings).items():
         builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
-        if "another instance of derby" in str(exc).lower():
-            raise MetastoreLockedError(
-                f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
-                "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
-            ) from None
-        raise
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return start(builder, settings)
 
 
 def submit_args(

@@ -1,4 +1,5 @@
-"""Delta table helpers: qualified names, ensure, insert-only merge, append, pending work, versions.
+"""Delta table helpers: qualified names, ensure, insert-only merge, append, pending work, versions. Everything is
+SQL or DataFrame API, so it runs the same in a classic session and over Spark Connect.
 
 Jobs name tables by their short name (``docs_raw``); :func:`qualify` turns that into ``schema.table`` locally or
 ``catalog.schema.table`` on Unity Catalog. A name that already has dots is taken as given.
@@ -6,6 +7,7 @@ Jobs name tables by their short name (``docs_raw``); :func:`qualify` turns that 
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 from backforth.config import Settings
@@ -35,17 +37,30 @@ def ensure_schema(spark: SparkSession, fqn: str) -> None:
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
 
 
-def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str = "") -> None:
-    """Create an empty Delta table with ``schema`` if ``fqn`` does not exist yet; an existing table is left as is."""
-    from delta.tables import DeltaTable
+def column_ddl(schema: StructType) -> str:
+    """``schema`` as the column list of a CREATE TABLE statement (nested types in Spark's DDL syntax)."""
+    columns = []
+    for f in schema.fields:
+        ddl = f"`{f.name}` {f.dataType.simpleString()}" + ("" if f.nullable else " NOT NULL")
+        if f.metadata.get("comment"):
+            ddl += " COMMENT " + sql_string(f.metadata["comment"])
+        columns.append(ddl)
+    return ", ".join(columns)
 
-    if table_exists(spark, fqn):  # a catalog lookup: cheaper than the builder's own check
+
+def sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str = "") -> None:
+    """Create an empty Delta table with ``schema`` if ``fqn`` does not exist yet; an existing table is left as is.
+    Plain SQL, so it works the same over Spark Connect (Delta's Python builder needs the JVM)."""
+    if table_exists(spark, fqn):  # a catalog lookup: cheaper than the statement's own check
         return
     ensure_schema(spark, fqn)
-    builder = DeltaTable.createIfNotExists(spark).tableName(fqn).addColumns(schema)
-    if comment:
-        builder = builder.comment(comment)
-    builder.execute()
+    described = f" COMMENT {sql_string(comment)}" if comment else ""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {quote(fqn)} ({column_ddl(schema)}) USING DELTA{described}")
 
 
 def table_exists(spark: SparkSession, fqn: str) -> bool:
@@ -54,17 +69,22 @@ def table_exists(spark: SparkSession, fqn: str) -> bool:
 
 
 def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) -> dict[str, int]:
-    """Insert the rows of ``df`` whose ``keys`` are not in ``fqn`` yet (one atomic MERGE); returns Delta's counts.
+    """Insert the rows of ``df`` whose ``keys`` are not in ``fqn`` yet (one atomic MERGE); returns the counts the
+    MERGE statement itself reports (``num_inserted_rows`` …): exact even when another writer commits meanwhile.
 
     Only for deterministic sources: MERGE may evaluate its source more than once. ``df`` must be unique on ``keys``.
+    SQL over a temporary view rather than Delta's Python API, which needs the JVM (not there over Spark Connect).
     """
-    from delta.tables import DeltaTable
-
-    target = DeltaTable.forName(spark, fqn)
-    before = table_version(spark, fqn)
+    view = f"_backforth_merge_{uuid.uuid4().hex[:12]}"
+    df.createOrReplaceTempView(view)
     condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    target.alias("t").merge(df.alias("s"), condition).whenNotMatchedInsertAll().execute()
-    return last_operation_metrics(spark, fqn, "MERGE", after=before)
+    try:
+        rows = spark.sql(
+            f"MERGE INTO {quote(fqn)} t USING `{view}` s ON {condition} WHEN NOT MATCHED THEN INSERT *"
+        ).collect()
+    finally:
+        spark.catalog.dropTempView(view)
+    return {k: int(v) for k, v in rows[0].asDict().items() if v is not None} if rows else {}
 
 
 def append(df: DataFrame, fqn: str, merge_schema: bool = False) -> None:
@@ -92,12 +112,3 @@ def pending_rows(
 def table_version(spark: SparkSession, fqn: str) -> int:
     """The current Delta version of ``fqn``."""
     return int(spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]["version"])
-
-
-def last_operation_metrics(spark: SparkSession, fqn: str, operation: str, after: int = -1) -> dict[str, int]:
-    """Delta's operationMetrics of the newest commit if it is an ``operation`` newer than version ``after``;
-    else {} (an operation that changes nothing, such as a MERGE with nothing to insert, commits nothing)."""
-    row = spark.sql(f"DESCRIBE HISTORY {quote(fqn)} LIMIT 1").collect()[0]
-    if row["operation"] != operation or int(row["version"]) <= after:
-        return {}
-    return {k: int(v) for k, v in (row["operationMetrics"] or {}).items() if str(v).lstrip("-").isdigit()}

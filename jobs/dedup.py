@@ -19,6 +19,7 @@ from backforth.config import ConfigError
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
 from backforth.registry import JobResult, job
+from backforth.spark import parallelism
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
 from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
 
@@ -142,8 +143,9 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     becomes a node), so buckets, pairs and components shuffle 64-bit integers rather than document ids."""
     from pyspark.sql import functions as F
 
-    if docs.rdd.getNumPartitions() < spark.sparkContext.defaultParallelism:  # the UDF is the heavy part: use all cores
-        docs = docs.repartition(spark.sparkContext.defaultParallelism)
+    cores = parallelism(spark)
+    if cores > 1:  # the signature UDF is the heavy part: spread it over every core, however the input is laid out
+        docs = docs.repartition(cores)
     raw = signatures_of(docs, cfg).localCheckpoint()  # the one pass over the text, partition-local
     groups = exact_groups(raw.select("doc_id", "n_words", "exact_hash"))  # shuffles narrow rows, not signatures
     old_hash = None

@@ -199,7 +199,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     inserted = 0
     if pairs:
         df = spark.createDataFrame([as_row(p, PAIRS_SCHEMA, batch, now) for p in pairs], PAIRS_SCHEMA)
-        inserted = insert_new(spark, df, target, ["pair_id"]).get("numTargetRowsInserted", 0)
+        inserted = insert_new(spark, df, target, ["pair_id"]).get("num_inserted_rows", 0)
     if rejects:
         df = spark.createDataFrame([as_row(r, REJECTS_SCHEMA, batch, now) for r in rejects], REJECTS_SCHEMA)
         insert_new(spark, df, rejects_fqn, ["file", "position", "reason"])

@@ -93,6 +93,7 @@ def test_pipeline_submitted_to_standalone_cluster_with_packed_env(
         str(packed / "backforth_submit.py"), "pipeline", "--env", "local",
         "--steps", "ingest,clean,dedup,backtranslate,score,filter,rewrite,export",
         "--set", f"data_dir={data}",
+        "--set", "mlflow.allow_local_store=true",  # the test reads the SQLite store after the driver is gone
         "--set", "job.model=fake",
         "--set", "backtranslate.shard_rows=16",  # several shards: each Python worker serves more than one
         "--set", f"job.model_options={fake}",
