@@ -310,7 +310,8 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
     ctx.call_rows = plan.rows_per_call
     totals = run_in_shards(spark, pending, list(step.key), target, plan, lambda part: build(ctx, step, part), progress)
     metrics: dict[str, float] = {f"{step.rows_metric}_rows" if k == "rows" else k: v for k, v in totals.items()}
-    metrics.update({"tokens_per_s": round(progress.tokens_per_s, 1), "shard_rows": plan.rows,
+    tokens = totals["prompt_tokens"] + totals["output_tokens"]
+    metrics.update({"tokens_per_s": round(tokens / max(totals["generation_s"], 1e-9), 1), "shard_rows": plan.rows,
                     "shard_tasks": plan.tasks, "shards_in_flight": plan.in_flight})  # fmt: skip
     tags = run_tags(step.name, profile, ctx.prompt, ctx.version, sampling)
     if ctx.upstream is not None:

@@ -9,7 +9,7 @@ never conflict with each other, so concurrent shards commit independently.
 
 The shard size is derived from the cluster unless set: engines × rows per engine call (the profile's
 ``max_num_seqs``, else its ``batch_size``) × :data:`BATCHES_PER_TASK`, so every task hands its engine several full
-batches in one call. Progress on the driver's console after each shard: rows done / total, tokens/s, ETA.
+batches in one call. Progress on the driver's console after each shard: rows done / total, rows/s, ETA.
 """
 
 from __future__ import annotations
@@ -58,33 +58,27 @@ class ShardPlan:
 
 @dataclass
 class Progress:
-    """Rows done / total, tokens/s and ETA, logged after every shard (thread-safe: shards finish concurrently)."""
+    """Rows done / total, rows/s and ETA, logged after every shard (thread-safe: shards finish concurrently)."""
 
     step: str
     total: int
     done: int = 0
-    tokens: int = 0
     started: float = field(default_factory=time.perf_counter)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def update(self, rows: int, tokens: int) -> str:
+    def update(self, rows: int) -> str:
         with self.lock:
             self.done += rows
-            self.tokens += tokens
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             rate = self.done / elapsed
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
             line = (
                 f"{self.step}: {self.done}/{self.total} rows ({100 * self.done / max(self.total, 1):.0f} %), "
-                f"{self.tokens / elapsed:.0f} tokens/s, {elapsed:.0f} s elapsed, ETA {eta_text}"
+                f"{rate:.1f} rows/s, {elapsed:.0f} s elapsed, ETA {eta_text}"
             )
         log.info(line)
         return line
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / max(time.perf_counter() - self.started, 1e-9)
 
 
 def run_in_shards(
@@ -138,26 +132,19 @@ def run_in_shards(
         ensure_table(spark, target, output(0, "").schema)
     lock = threading.Lock()
 
+    batches: list[str] = []
+
     def one(shard: int) -> None:
         batch_id = uuid.uuid4().hex
-        append(output(shard, batch_id), target, merge_schema=True)  # the LLM runs here: one atomic commit per shard
-        stats = (
-            spark.table(target)
-            .where(F.col("batch_id") == batch_id)
-            .agg(
-                F.count("*").alias("rows"),
-                F.coalesce(F.sum("prompt_tokens"), F.lit(0)).alias("prompt_tokens"),
-                F.coalesce(F.sum("output_tokens"), F.lit(0)).alias("output_tokens"),
-                F.count("error").alias("errors"),
-                F.coalesce(F.sum("engine_s"), F.lit(0.0)).alias("engine_s"),
-            )
-            .collect()[0]
-        )
+        # The LLM runs here: one atomic commit per shard, tagged with its batch id. Its row count comes back from the
+        # commit's own metrics (the Delta log, read on the driver): no Spark job between shards, whose tasks would
+        # queue behind the next shard's generation and hold back the shard after it.
+        append(output(shard, batch_id), target, merge_schema=True, user_metadata=batch_id)
+        rows = committed_rows(spark, target, batch_id)
         with lock:
-            for name in TOTALS:
-                totals[name] += float(stats[name]) if name == "engine_s" else int(stats[name])
+            batches.append(batch_id)
             totals["shards"] += 1
-        progress.update(int(stats["rows"]), int(stats["prompt_tokens"]) + int(stats["output_tokens"]))
+        progress.update(rows)
 
     pool = ThreadPoolExecutor(max_workers=min(plan.in_flight, shards), thread_name_prefix=f"{progress.step}-shard")
     try:
@@ -172,8 +159,39 @@ def run_in_shards(
         totals["generation_s"] = round(time.perf_counter() - started, 3)
         for part in parts:
             part.unpersist()
-    totals["engine_s"] = round(totals["engine_s"], 3)
+    totals.update(batch_totals(spark, target, batches))  # one job for every committed shard
     return totals
+
+
+def committed_rows(spark: Any, target: str, batch_id: str) -> int:
+    """Rows of the commit whose user metadata is ``batch_id`` (its operation metrics; the newest commits first)."""
+    from backforth.tables import quote
+
+    for row in spark.sql(f"DESCRIBE HISTORY {quote(target)} LIMIT 64").collect():
+        if row["userMetadata"] == batch_id:
+            return int((row["operationMetrics"] or {}).get("numOutputRows", 0))
+    return 0
+
+
+def batch_totals(spark: Any, target: str, batches: list[str]) -> dict[str, float]:
+    """Rows, tokens, errors and engine seconds of the shards this run committed, read back in one aggregation."""
+    from pyspark.sql import functions as F
+
+    if not batches:
+        return {name: 0 for name in TOTALS}
+    stats = (
+        spark.table(target)
+        .where(F.col("batch_id").isin(batches))
+        .agg(
+            F.count("*").alias("rows"),
+            F.coalesce(F.sum("prompt_tokens"), F.lit(0)).alias("prompt_tokens"),
+            F.coalesce(F.sum("output_tokens"), F.lit(0)).alias("output_tokens"),
+            F.count("error").alias("errors"),
+            F.coalesce(F.sum("engine_s"), F.lit(0.0)).alias("engine_s"),
+        )
+        .collect()[0]
+    )
+    return {name: round(float(stats[name]), 3) if name == "engine_s" else int(stats[name]) for name in TOTALS}
 
 
 def engine_slots(spark: Any, profile: ModelProfile) -> int:

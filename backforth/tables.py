@@ -87,12 +87,15 @@ def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) ->
     return {k: int(v) for k, v in rows[0].asDict().items() if v is not None} if rows else {}
 
 
-def append(df: DataFrame, fqn: str, merge_schema: bool = False) -> None:
+def append(df: DataFrame, fqn: str, merge_schema: bool = False, user_metadata: str | None = None) -> None:
     """One atomic Delta append (also the write unit of LLM steps: a crash loses at most this batch).
-    ``merge_schema`` adds columns ``df`` has and the table lacks (an LLM table written before a column was added)."""
+    ``merge_schema`` adds columns ``df`` has and the table lacks (an LLM table written before a column was added);
+    ``user_metadata`` is stored with the commit (``DESCRIBE HISTORY`` shows it: how a shard finds its commit)."""
     writer = df.write.format("delta").mode("append")
     if merge_schema:
         writer = writer.option("mergeSchema", "true")
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
     writer.saveAsTable(fqn)
 
 

@@ -57,6 +57,7 @@ def child(args: argparse.Namespace) -> dict:
 
     from backforth.config import Settings, SparkConfig, TablesConfig
     from backforth.devcluster import LoopbackCluster
+    from backforth.engines.profiles import load_profile
     from backforth.registry import get_job, load_jobs
     from backforth.runner import run_job
     from backforth.spark import build_local_session
@@ -67,15 +68,12 @@ def child(args: argparse.Namespace) -> dict:
     with LoopbackCluster(root / "cluster", workers=n, cores_per_worker=1, memory_per_worker="1g",
                          gpus_per_worker=1) as cluster:  # fmt: skip
         conf = {
+            **load_profile(args.profile).spark,  # what the profile asks of a cluster (GPU per executor, worker reuse)
             "spark.executor.cores": "1",
             "spark.executor.memory": "512m",
             "spark.cores.max": str(n),
-            "spark.executor.resource.gpu.amount": "1",
-            "spark.task.resource.gpu.amount": "1",  # one generation task per GPU, as the GPU profiles ask
             "spark.default.parallelism": str(n),  # the baseline's tasks per shard: one per executor
             "spark.sql.shuffle.partitions": str(n),
-            "spark.sql.execution.arrow.maxRecordsPerBatch": "1024",
-            "spark.python.worker.reuse": "true",
             "spark.scheduler.minRegisteredResourcesRatio": "1.0",
             "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s",
         }
@@ -96,6 +94,7 @@ def child(args: argparse.Namespace) -> dict:
         spec = get_job("backtranslate")
         base_cfg = spec.config_cls(model=args.profile)
         variants = {"baseline": {"shard_rows": 256, "shards_in_flight": 1, "limit": args.baseline_rows}, "new": {}}
+        variants = {k: v for k, v in variants.items() if k in args.variants.split(",")}
         out: dict = {"workers": n, "rows": args.rows, "documents": len(texts)}
         for name, knobs in variants.items():
             log_dir = root / f"engine-log-{name}"
@@ -144,6 +143,7 @@ def main() -> int:
                         "rates, and all 20,000 would take it over half an hour here)")  # fmt: skip
     parser.add_argument("--profile", default="sim-h100", help="model profile of the simulated GPU (default sim-h100)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="simulated seconds → slept seconds")
+    parser.add_argument("--variants", default="baseline,new", help="which runs (default both; new alone for a look)")
     parser.add_argument("--out-json", type=Path, default=None, help="also write every figure here")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one cluster size
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
@@ -157,7 +157,7 @@ def main() -> int:
     for n in [int(x) for x in args.workers.split(",")]:
         cmd = [sys.executable, __file__, "--one", str(n), "--work", str(work), "--rows", str(args.rows),
                "--profile", args.profile, "--time-scale", str(args.time_scale),
-               "--baseline-rows", str(args.baseline_rows)]  # fmt: skip
+               "--baseline-rows", str(args.baseline_rows), "--variants", args.variants]  # fmt: skip
         done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
             print(f"cluster of {n} failed (logs under {work})", file=sys.stderr)
@@ -171,14 +171,14 @@ def main() -> int:
     print(f"{'workers':>7} {'variant':>8} {'busy share':>10} {'rows/s':>8} {'commits':>7} {'shard':>6} "
           f"{'calls':>6} {'rows/call':>9} {'gen s':>7} {'job s':>7}")  # fmt: skip
     for n, res in results.items():
-        for variant in ("baseline", "new"):
+        for variant in [v for v in ("baseline", "new") if v in res]:
             f = res[variant]
             print(f"{n:>7} {variant:>8} {f['engine_busy_share']:>10.3f} {f['rows_per_s']:>8.1f} {f['commits']:>7} "
                   f"{f['shard_rows']:>6} {f['engine_calls']:>6} {f['mean_call_rows']:>9.1f} "
                   f"{f['generation_s']:>7.1f} {f['job_s']:>7.1f}")  # fmt: skip
     line = {}
     sizes = sorted(results)
-    for variant in ("baseline", "new"):
+    for variant in [v for v in ("baseline", "new") if all(v in results[n] for n in sizes)]:
         for n in sizes:
             f = results[n][variant]
             for key in ("engine_busy_share", "rows_per_s", "commits"):
