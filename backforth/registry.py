@@ -64,7 +64,7 @@ def job(
     return register
 
 
-JOBS_PACKAGE = "jobs"  # loaded by name: the core never imports the steps statically
+JOBS_PACKAGE = "backforth.jobs"  # loaded by name: the core never imports the steps statically
 
 
 def load_jobs() -> dict[str, JobSpec]:

@@ -10,6 +10,7 @@ resolution into a cache outside the repo (``$BACKFORTH_CACHE/ivy``); once there,
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -21,6 +22,8 @@ from backforth.errors import MetastoreLockedError, MissingInputError, UserError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger("backforth.spark")
 
 SCALA_VERSION = "2.13"  # Spark 4 is built for Scala 2.13 only
 
@@ -120,6 +123,9 @@ def connect_session(settings: Settings, remote: str) -> SparkSession:
     classic local session: how the tests drive every job through the Connect API), else a ``sc://`` URL."""
     from pyspark.sql import SparkSession
 
+    from backforth.config import mask_url_secrets
+
+    log.info("Spark Connect session (%s)", mask_url_secrets(remote))
     if remote == "databricks":
         try:
             from databricks.connect import DatabricksSession

@@ -132,8 +132,8 @@ def run_reference(texts: list[str], threshold: float, num_perm: int) -> dict[str
 
 def make_configs(threshold: float) -> tuple[Any, Any]:
     """CleanConfig without a tokenizer (where that setting exists) and DedupConfig with the benchmark's threshold."""
-    from jobs.clean import CleanConfig
-    from jobs.dedup import DedupConfig
+    from backforth.jobs.clean import CleanConfig
+    from backforth.jobs.dedup import DedupConfig
 
     try:
         clean_cfg = CleanConfig(tokenizer=None)
@@ -144,7 +144,7 @@ def make_configs(threshold: float) -> tuple[Any, Any]:
 
 def timed_clean(spark: Any, docs: list[dict], clean_cfg: Any) -> dict[str, Any]:
     """Build and cache the input (untimed), then clean it; the kept documents are checkpointed for dedup."""
-    from jobs.clean import clean_documents
+    from backforth.jobs.clean import clean_documents
 
     frame = as_spark_df(spark, docs).cache()
     frame.count()
@@ -164,7 +164,7 @@ def timed_clean(spark: Any, docs: list[dict], clean_cfg: Any) -> dict[str, Any]:
 
 def timed_dedup(spark: Any, kept: Any, dedup_cfg: Any) -> dict[str, Any]:
     """Deduplicate the kept documents and collect the four result columns, all on the clock."""
-    from jobs.dedup import deduplicate
+    from backforth.jobs.dedup import deduplicate
 
     log("spark: deduplicating")
     start = time.perf_counter()

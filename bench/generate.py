@@ -56,7 +56,7 @@ def main() -> int:
 
     from backforth.engines import Sampling, build_engine, load_profile
     from backforth.engines.udf import generate_batch
-    from udfs.prompts import load_prompt
+    from backforth.udfs.prompts import load_prompt
 
     profile = load_profile(args.model)
     template = load_prompt("backtranslate")

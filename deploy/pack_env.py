@@ -1,6 +1,7 @@
 """Build what a Spark cluster needs to run backforth: the wheel, a packed virtualenv and the launcher.
 
     python deploy/pack_env.py [--out dist] [--extras gpu]
+    python deploy/pack_env.py --wheel-only     # the wheel alone: what the Databricks bundle deploys (databricks.yml)
 
 Writes into ``--out``:
 - ``backforth-<version>-py3-none-any.whl``: the project (jobs, UDFs, prompts and config inside);
@@ -46,9 +47,15 @@ def uv() -> str:
 
 
 def build_wheel(out: Path) -> Path:
+    """The project's wheel: the one builder behind `make dist` and the Databricks bundle's artifact. uv where `make
+    venv` installed it, else pip (a bundle deploy may run from any Python that has pip)."""
     for old in out.glob("backforth-*.whl"):
         old.unlink()
-    run([uv(), "build", "-q", "--wheel", "--out-dir", str(out), str(ROOT)], env={**os.environ, "UV_NO_PROGRESS": "1"})
+    try:
+        cmd = [uv(), "build", "-q", "--wheel", "--out-dir", str(out), str(ROOT)]
+    except SystemExit:
+        cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(ROOT)]
+    run(cmd, env={**os.environ, "UV_NO_PROGRESS": "1"})
     (wheel,) = out.glob("backforth-*.whl")
     return wheel
 
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist", help="output folder (default: dist/)")
     parser.add_argument("--extras", default="", help="comma-separated extras, e.g. gpu for vLLM executors")
+    parser.add_argument("--wheel-only", action="store_true", help="build the wheel and stop (the bundle's artifact)")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -111,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print(f">> wheel → {out}", flush=True)
     wheel = build_wheel(out)
+    if args.wheel_only:
+        print(f"built {wheel.name}")
+        return 0
     print(">> virtualenv (pinned by requirements/lock.txt; pyspark and py4j come from the cluster)", flush=True)
     env_dir = out / "env"
     build_env(wheel, env_dir, extras)

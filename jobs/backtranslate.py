@@ -13,9 +13,9 @@ from typing import Any
 
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
-from udfs.llm import make_instruction_cleaner
-from udfs.prompts import HERE as PROMPTS
-from udfs.prompts import SLOT, PromptTemplate
+from backforth.udfs.llm import make_instruction_cleaner
+from backforth.udfs.prompts import HERE as PROMPTS
+from backforth.udfs.prompts import SLOT, PromptTemplate
 
 
 @dataclass

@@ -19,9 +19,9 @@ from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, pending_rows, qualify, table_exists
-from udfs.quality import QualityThresholds, failed_rules, with_quality_stats
-from udfs.text import make_clean_text_udf
-from udfs.tokens import tokenizer_file
+from backforth.udfs.quality import QualityThresholds, failed_rules, with_quality_stats
+from backforth.udfs.text import make_clean_text_udf
+from backforth.udfs.tokens import tokenizer_file
 
 log = logging.getLogger("backforth.clean")
 

@@ -21,7 +21,7 @@ from backforth.hashing import fingerprint
 from backforth.registry import JobResult, job
 from backforth.spark import parallelism
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
-from udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
+from backforth.udfs.minhash import SIGNATURE_SCHEMA, make_minhash_mapper
 
 SIG_COLUMNS = ("exact_hash", "signature", "bands", "n_shingles")  # dedup_signatures, after doc_id
 BROADCAST_ROWS = 2_000_000  # id lists and candidate pairs below this many rows are shipped to executors whole

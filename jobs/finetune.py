@@ -122,7 +122,7 @@ def run(spark: Any, settings: Any) -> JobResult:
 
     from backforth import finetune
     from backforth.registered_models import find_version, log_and_register, set_alias
-    from udfs.prompts import load_prompt
+    from backforth.udfs.prompts import load_prompt
 
     cfg: FinetuneConfig = settings.job
     train = settings_for(cfg)

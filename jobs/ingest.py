@@ -18,7 +18,7 @@ from backforth.config import ConfigError
 from backforth.readers import MAX_RAW_CHARS, plan_files
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
-from udfs.text import doc_id_column
+from backforth.udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
 

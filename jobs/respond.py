@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
-from udfs.llm import make_response_extractor
-from udfs.prompts import HERE as PROMPTS
+from backforth.udfs.llm import make_response_extractor
+from backforth.udfs.prompts import HERE as PROMPTS
 
 
 @dataclass

@@ -20,10 +20,10 @@ from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
 from backforth.plots import bar_chart
 from backforth.registry import JobResult
-from udfs.judge import judge_summary
-from udfs.llm import make_score_parser
-from udfs.prompts import HERE as PROMPTS
-from udfs.prompts import PromptTemplate
+from backforth.udfs.judge import judge_summary
+from backforth.udfs.llm import make_score_parser
+from backforth.udfs.prompts import HERE as PROMPTS
+from backforth.udfs.prompts import PromptTemplate
 
 log = logging.getLogger("backforth.score")
 DIGITS = ["1", "2", "3", "4", "5"]

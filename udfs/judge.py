@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from udfs.stats import auc
+from backforth.udfs.stats import auc
 
 
 def judge_summary(rows: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ def make_instruction_cleaner(echo_text: str, min_words: int, max_words: int) -> 
 
     @pandas_udf("instruction string, reject_reason string")  # type: ignore[call-overload]
     def clean(raw: pd.Series, document: pd.Series, finish: pd.Series) -> pd.DataFrame:
-        from udfs.parsing import clean_instruction
+        from backforth.udfs.parsing import clean_instruction
 
         out = [
             clean_instruction(r, d, echo_text, f, min_words, max_words) if r is not None else (None, None)
@@ -35,7 +35,7 @@ def make_score_parser() -> Any:
 
     @pandas_udf("score int, expected_score double, digit_mass double, invalid_reason string")  # type: ignore
     def parse(raw: pd.Series, probs: pd.Series, mode: pd.Series, min_mass: pd.Series) -> pd.DataFrame:
-        from udfs.parsing import LOW_MASS, digit_distribution, parse_score
+        from backforth.udfs.parsing import LOW_MASS, digit_distribution, parse_score
 
         out: list[tuple] = []
         for text, p, m, floor in zip(raw, probs, mode, min_mass, strict=True):
@@ -63,7 +63,7 @@ def make_response_extractor(prefill: str, accept_untagged: bool) -> Any:
 
     @pandas_udf("response string, status string")  # type: ignore
     def extract(raw: pd.Series, instruction: pd.Series, document: pd.Series, finish: pd.Series) -> pd.DataFrame:
-        from udfs.parsing import extract_response
+        from backforth.udfs.parsing import extract_response
 
         out = [
             extract_response(r, i, d, f, prefill, accept_untagged) if r is not None else (None, "engine_error")

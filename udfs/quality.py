@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from udfs.text import CODE_FENCE
+from backforth.udfs.text import CODE_FENCE
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

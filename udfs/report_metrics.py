@@ -118,7 +118,7 @@ def make_token_count_udf(tokenizer: str | None, max_chars: int) -> Any:
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
-    from udfs.tokens import count_tokens
+    from backforth.udfs.tokens import count_tokens
 
     def tokens(texts):  # type: ignore[no-untyped-def]
         values = texts.fillna("").tolist()

@@ -141,7 +141,7 @@ def make_clean_text_udf(tokenizer: str | None, max_token_chars: int):
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
-    from udfs.tokens import count_tokens
+    from backforth.udfs.tokens import count_tokens
 
     def clean_text(raw: pd.Series) -> pd.DataFrame:
         rows = []

@@ -20,13 +20,13 @@ import math
 from typing import Any
 
 from backforth.errors import MissingInputError
+from backforth.jobs.report.aggregate import aggregate_run
+from backforth.jobs.report.config import ReportConfig, follow_export, report_path
+from backforth.jobs.report.page import write_page
+from backforth.jobs.report.sections import report_sections
+from backforth.jobs.report.selection import select_run
 from backforth.registry import JobResult, job
 from backforth.tables import qualify, table_exists
-from jobs.report.aggregate import aggregate_run
-from jobs.report.config import ReportConfig, follow_export, report_path
-from jobs.report.page import write_page
-from jobs.report.sections import report_sections
-from jobs.report.selection import select_run
 
 __all__ = ["ReportConfig", "follow_export", "report_path", "run"]
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from backforth import catalog, lineage
+from backforth.jobs.report.config import KIND_LABELS, ReportConfig
+from backforth.jobs.report.selection import Versions
 from backforth.tables import qualify, table_exists
-from jobs.report.config import KIND_LABELS, ReportConfig
-from jobs.report.selection import Versions
-from udfs.parsing import ACCEPTED_RESPONSE
-from udfs.report_metrics import make_token_count_udf
+from backforth.udfs.parsing import ACCEPTED_RESPONSE
+from backforth.udfs.report_metrics import make_token_count_udf
 
 log = logging.getLogger("backforth.report")
 
@@ -134,7 +134,7 @@ def resolve_report_tokenizer(cfg: ReportConfig, v: Versions) -> tuple[str | None
     responses (else the instructions); a model without a local tokenizer.json falls back to chars/4, said so."""
     from backforth.models import resolve_tokenizer
     from backforth.pipeline import profile_or_none
-    from udfs.tokens import CHARS_PER_TOKEN_ESTIMATE, tokenizer_file
+    from backforth.udfs.tokens import CHARS_PER_TOKEN_ESTIMATE, tokenizer_file
 
     estimate = f"estimate: characters / {CHARS_PER_TOKEN_ESTIMATE}"
     ref, origin = cfg.tokenizer, "configured"
@@ -193,7 +193,7 @@ def judge_stats(spark: Any, settings: Any, v: Versions) -> dict[str, Any] | None
     """The chosen score version's summary (jobs.score.judge_summary), kept share, and valid rate per judge mode."""
     from pyspark.sql import functions as F
 
-    from udfs.judge import judge_summary
+    from backforth.udfs.judge import judge_summary
 
     fqn = output_table(settings, v, "score")
     run = next((r for r in v.score_runs if r["step_version"] == v.score), None)

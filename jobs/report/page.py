@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from backforth.jobs.report.config import prose, report_path
+from backforth.jobs.report.selection import Versions
 from backforth.report_html import Page, Section, figure_png, render_page
-from jobs.report.config import prose, report_path
-from jobs.report.selection import Versions
-from udfs.report_metrics import EMBEDDING_MODEL
+from backforth.udfs.report_metrics import EMBEDDING_MODEL
 
 log = logging.getLogger("backforth.report")
 

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from backforth.jobs.report.config import KIND_LABELS, KINDS, ReportConfig, prose
 from backforth.plots import bar_chart, funnel_figure, grouped_bars, lengths_figure
 from backforth.report_html import Section, Table
-from jobs.report.config import KIND_LABELS, KINDS, ReportConfig, prose
-from udfs.report_metrics import (
+from backforth.udfs.report_metrics import (
     EMBEDDING_MODEL,
     PAPER,
     assemble_funnel,
@@ -27,7 +27,7 @@ from udfs.report_metrics import (
 )
 
 if TYPE_CHECKING:
-    from jobs.report.aggregate import RunData
+    from backforth.jobs.report.aggregate import RunData
 
 # x vs x = two disjoint halves of one set (the paper's distilled vs distilled)
 MAUVE_PAIRS = [("distill", "distill"), ("distill", "rewrite"), ("distill", "raw"), ("rewrite", "rewrite"),

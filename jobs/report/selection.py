@@ -14,9 +14,9 @@ from typing import Any
 
 from backforth import lineage
 from backforth.errors import MissingInputError
+from backforth.jobs.report.config import ReportConfig
 from backforth.lineage import StepRun
 from backforth.tables import table_exists
-from jobs.report.config import ReportConfig
 
 __all__ = ["Versions", "select_run"]
 

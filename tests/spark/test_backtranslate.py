@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from backforth.config import Settings
+from backforth.jobs.backtranslate import BacktranslateConfig
 from backforth.registry import get_job
 from backforth.runner import run_job
-from jobs.backtranslate import BacktranslateConfig
 
 pytestmark = pytest.mark.spark
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.clean import CleanConfig, clean_documents, run
+from backforth.jobs.clean import CleanConfig, clean_documents, run
 
 pytestmark = pytest.mark.spark
 CORPUS = yaml.safe_load((Path(__file__).resolve().parents[2] / "data/sample/source/corpus.yaml").read_text())

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from backforth.config import ConfigError
-from jobs.dedup import DedupConfig, deduplicate, run
+from backforth.jobs.dedup import DedupConfig, deduplicate, run
 
 pytestmark = pytest.mark.spark
 random.seed(7)

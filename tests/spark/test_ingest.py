@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.ingest import IngestConfig, InputSpec, run
-from udfs.text import doc_id
+from backforth.jobs.ingest import IngestConfig, InputSpec, run
+from backforth.udfs.text import doc_id
 
 pytestmark = pytest.mark.spark
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -14,7 +17,44 @@ from backforth.pipeline import run_pipeline, summary
 pytestmark = pytest.mark.spark
 
 
-@pytest.mark.timeout(900)  # twelve step runs (the pipeline, distill, a second partial pipeline): ~6 min on 2 cores
+def start_over_connect(overrides: list[str], data: Path, out: Path) -> subprocess.Popen:
+    """The same pipeline as a CLI process over Spark Connect (an in-process Connect server with Delta: the jobs see
+    only the Connect API), in a data folder of its own; it runs while the classic session runs its copy."""
+    args = [o for o in overrides if not o.startswith(("data_dir=", "export.output_dir="))]
+    args += [f"data_dir={data}", f"export.output_dir={out}"]
+    cmd = [str(Path(sys.executable).with_name("backforth")), "pipeline", "--remote", "local[2]"]
+    cmd += [x for o in args for x in ("--set", o)]
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SPARK_REMOTE")}
+    data.mkdir(parents=True)
+    log = open(data / "connect.log", "w")  # noqa: SIM115 - closed by the reader below
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, text=True)
+
+
+def same_tables_as(spark, schema: str, proc: subprocess.Popen, data: Path) -> None:
+    """The Connect run finished and wrote every table the classic run wrote, with the same keys (lineage rows: the
+    same count; their run ids differ by nature)."""
+    from backforth import catalog
+
+    log = (data / "connect.log").read_text() if proc.wait(timeout=900) is not None else ""
+    assert proc.returncode == 0, log[-6000:]
+    assert "Spark Connect session (local[2])" in log  # the CLI said which kind of session it used
+    compared = []
+    for name, entry in catalog.TABLES.items():
+        if not spark.catalog.tableExists(f"{schema}.{name}"):
+            continue
+        ours = spark.table(f"{schema}.{name}")
+        theirs = spark.read.format("delta").load(str(data / "warehouse" / f"{schema}.db" / name))
+        key = [k for k in entry.key if k in ours.columns] + (["step_version"] if entry.versioned else [])
+        assert theirs.count() == ours.count(), name
+        if name != "step_runs":
+            assert theirs.select(*key).exceptAll(ours.select(*key)).count() == 0, name
+            assert ours.select(*key).exceptAll(theirs.select(*key)).count() == 0, name
+        compared.append(name)
+    assert {"docs_raw", "docs_dedup", "instructions", "scores", "responses", "sft_pairs"} <= set(compared)
+
+
+@pytest.mark.timeout(1200)  # twelve step runs (the pipeline, distill, a second partial pipeline), and the same
+# pipeline over Spark Connect in a second process beside the first: ~10 min on 2 cores
 def test_pipeline_runs_every_step_and_exports_sft_files(
     spark, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -31,6 +71,8 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
         f"export.output_dir={out}",
         "export.validation_fraction=0.2",
     ]
+    connect_data = tmp_path / "over-connect"
+    connect = start_over_connect(overrides, connect_data, tmp_path / "export-over-connect")
     result = run_pipeline("local", overrides, None)
     outcomes = result["outcomes"]
     assert list(outcomes) == ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export",
@@ -84,6 +126,9 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     # the report: its page beside the exported files, its funnel ending at the exported pairs
     assert (out / "report.html").is_file() and f"Report: {out.resolve() / 'report.html'}" in text
     assert outcomes["report"].metrics["funnel.pairs_exported"] == exported
+
+    # the same pipeline over Spark Connect wrote the same tables
+    same_tables_as(spark, schema, connect, connect_data)
 
     # the distillation baseline answers the same instructions without documents, beside the rewrites
     distill = overrides + ["distill.model_options.options.reply='A direct answer about {words} from memory.'"]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from backforth import lineage
+from backforth.jobs.report import ReportConfig
 from backforth.lineage import InputRef, StepRun
 from backforth.registry import get_job
 from backforth.runner import run_job
-from jobs.report import ReportConfig
-from udfs.report_metrics import embed_texts, frontier_area, mauve_score, trigram_diversity
-from udfs.tokens import count_tokens
+from backforth.udfs.report_metrics import embed_texts, frontier_area, mauve_score, trigram_diversity
+from backforth.udfs.tokens import count_tokens
 
 pytestmark = pytest.mark.spark
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 
 from backforth.config import Settings
+from backforth.jobs.backtranslate import BacktranslateConfig
+from backforth.jobs.score import ScoreConfig
 from backforth.registry import get_job
 from backforth.runner import run_job
-from jobs.backtranslate import BacktranslateConfig
-from jobs.score import ScoreConfig
 
 pytestmark = pytest.mark.spark
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from backforth.engines import Sampling
+from backforth.jobs.backtranslate import BacktranslateConfig
+from backforth.jobs.finetune import FinetuneConfig, cpu_preset
+from backforth.jobs.seed import SeedConfig, SeedInput
 from backforth.registry import get_job
 from backforth.runner import run_job
-from jobs.backtranslate import BacktranslateConfig
-from jobs.finetune import FinetuneConfig, cpu_preset
-from jobs.seed import SeedConfig, SeedInput
 
 pytestmark = pytest.mark.spark
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "sample" / "seed"
@@ -110,7 +110,7 @@ def test_finetune_registers_both_models_and_backtranslate_records_the_version(
     assert moved.metrics["backward.version"] == 2 and moved.metrics["backward.reused"] == 0
     from backforth.engines import load_profile
     from backforth.llm import step_version
-    from udfs.prompts import load_prompt
+    from backforth.udfs.prompts import load_prompt
 
     pinned = load_profile("smollm2-hf", {"model": uri})
     assert pinned.model == f"models:/{names['backward']}/2"

@@ -9,7 +9,7 @@ import pytest
 
 from backforth.cli import main
 from backforth.config import ConfigError, load_settings, parse_override, redact
-from jobs.ingest import IngestConfig
+from backforth.jobs.ingest import IngestConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def test_missing_required_value(conf: Path) -> None:
 
 
 def test_unknown_env_lists_known(conf: Path) -> None:
-    with pytest.raises(ConfigError, match="known environments: dev, local, prod"):
+    with pytest.raises(ConfigError, match="known environments: cluster, dev, local, prod"):
         load_settings("ingest", IngestConfig, "staging", [], conf)
 
 
@@ -105,3 +105,30 @@ def test_cli_config_error_exit_code(capsys: pytest.CaptureFixture, conf: Path) -
     code = main(["ingest", "--dry-run", "--conf-dir", str(conf), "--set", "job.nope=1"])
     assert code == 2
     assert "config error: --set: unknown key 'job.nope'" in capsys.readouterr().err
+
+
+def test_connection_string_credentials_are_masked_wherever_config_is_shown() -> None:
+    url = "sc://dbc-1.cloud.databricks.com:443/;token=dapi0123456789;x-databricks-cluster-id=0101-abc"
+    shown = redact({"spark": {"remote": url, "master": "local[2]"}})
+    assert shown["spark"]["remote"] == "sc://dbc-1.cloud.databricks.com:443/;token=***;x-databricks-cluster-id=0101-abc"
+    assert shown["spark"]["master"] == "local[2]" and "dapi" not in str(shown)
+
+
+def test_a_sqlite_mlflow_store_on_a_cluster_driver_is_refused_unless_allowed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from backforth.config import MlflowConfig, Settings
+    from backforth.runner import refuse_driver_local_store
+
+    settings = Settings(data_dir=str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
+    refuse_driver_local_store(settings, uri)  # a laptop: the store stays where the user is
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    with pytest.raises(ConfigError, match="lost with it.*mlflow.allow_local_store=true"):
+        refuse_driver_local_store(settings, uri)
+    refuse_driver_local_store(settings, "databricks")  # the workspace's tracking server
+    refuse_driver_local_store(settings, "http://mlflow:5000")
+    allowed = Settings(data_dir=str(tmp_path), mlflow=MlflowConfig(allow_local_store=True))
+    refuse_driver_local_store(allowed, uri)

@@ -10,7 +10,7 @@ import pytest
 from backforth.config import ConfigError
 from backforth.engines import ModelProfile, Request, Sampling, build_engine, load_profile
 from backforth.engines.udf import generate_batch
-from udfs.prompts import load_prompt
+from backforth.udfs.prompts import load_prompt
 
 PROMPT = load_prompt("backtranslate")
 DOCS = [

@@ -14,7 +14,7 @@ from backforth.finetune import (
     plan_steps,
 )
 from backforth.registered_models import parse_uri
-from udfs.prompts import load_prompt
+from backforth.udfs.prompts import load_prompt
 
 PAIR = {"instruction": "How do tides work?", "response": "The moon's gravity pulls the oceans into two bulges."}
 
@@ -76,8 +76,8 @@ def test_models_uris():
 
 def test_pipeline_models_mode_prepends_seed_and_finetune_and_routes_the_registered_profiles():
     from backforth.config import ConfigError
+    from backforth.jobs import PIPELINE as STEPS
     from backforth.pipeline_modes import apply_mode
-    from jobs import PIPELINE as STEPS
 
     user = ["backtranslate.limit=5", "score.model=my-judge"]
     assert apply_mode(user, None, STEPS, None) == (user, None, "zero-shot")  # the default leaves everything as is

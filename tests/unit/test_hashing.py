@@ -23,8 +23,8 @@ def test_key_order_does_not_matter_and_n_cuts() -> None:
 
 
 def test_the_rule_set_versions_keep_their_form() -> None:
-    from jobs.clean import CleanConfig
-    from jobs.dedup import DedupConfig
+    from backforth.jobs.clean import CleanConfig
+    from backforth.jobs.dedup import DedupConfig
 
     params = {"ngram": 5, "bands": 32, "rows": 4, "num_perm": 128, "threshold": 0.6, "seed": 42}
     assert DedupConfig().fingerprint() == "dedup-v2-" + fingerprint(params, n=8)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from udfs import parsing
-from udfs.parsing import digit_distribution, extract_response, parse_score
-from udfs.stats import auc
+from backforth.udfs import parsing
+from backforth.udfs.parsing import digit_distribution, extract_response, parse_score
+from backforth.udfs.stats import auc
 
 
 @pytest.mark.parametrize(

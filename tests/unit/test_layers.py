@@ -27,15 +27,26 @@ def modules(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-def job_of(module: str) -> str | None:
-    """``jobs.report.aggregate`` → ``report``; ``jobs`` → None."""
+def layer(module: str) -> str | None:
+    """``backforth.jobs.score`` → ``jobs``, ``backforth.udfs.llm`` → ``udfs``; the core and others → None."""
     parts = module.split(".")
-    return parts[1] if parts[0] == "jobs" and len(parts) > 1 else None
+    return parts[1] if parts[0] == "backforth" and len(parts) > 1 and parts[1] in ("jobs", "udfs") else None
+
+
+def job_of(module: str) -> str | None:
+    """``backforth.jobs.report.aggregate`` → ``report``; ``backforth.jobs`` → None."""
+    parts = module.split(".")
+    return parts[2] if layer(module) == "jobs" and len(parts) > 2 else None
+
+
+def module_name(path: Path) -> str:
+    """``jobs/score.py`` → ``backforth.jobs.score`` (jobs/ and udfs/ install under the backforth namespace)."""
+    return "backforth." + ".".join(path.relative_to(ROOT).with_suffix("").parts)
 
 
 def test_the_core_imports_neither_jobs_nor_udfs() -> None:
     breaks = [(p.relative_to(ROOT), m) for p in modules("backforth") for m in imports(p)
-              if m.split(".")[0] in ("jobs", "udfs")]  # fmt: skip
+              if layer(m) is not None]  # fmt: skip
     assert breaks == []
 
 
@@ -44,13 +55,13 @@ def test_udfs_do_no_table_io() -> None:
     breaks = [(p.relative_to(ROOT), c) for p in modules("udfs") for c in io_calls
               if c in p.read_text(encoding="utf-8")]  # fmt: skip
     assert breaks == []
-    assert all("jobs" not in {m.split(".")[0] for m in imports(p)} for p in modules("udfs"))
+    assert all("jobs" not in {layer(m) for m in imports(p)} for p in modules("udfs"))
 
 
 def test_no_job_imports_another_job() -> None:
     breaks = []
     for path in modules("jobs"):
-        own = job_of(".".join(path.relative_to(ROOT).with_suffix("").parts))
+        own = job_of(module_name(path))
         for m in imports(path):
             other = job_of(m)
             if other is not None and other != own:
@@ -61,9 +72,11 @@ def test_no_job_imports_another_job() -> None:
 def test_the_checker_catches_a_break(tmp_path: Path) -> None:
     """The rules above are not vacuous: an import of another job or of udfs from the core is found."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from jobs.score import ScoreConfig\n    import udfs.llm\n", encoding="utf-8")
-    assert imports(bad) == {"jobs.score", "udfs.llm"}
-    assert job_of("jobs.score") == "score" and job_of("jobs.report.aggregate") == "report" and job_of("jobs") is None
+    bad.write_text("def f():\n    from backforth.jobs.score import ScoreConfig\n    import backforth.udfs.llm\n")
+    assert imports(bad) == {"backforth.jobs.score", "backforth.udfs.llm"}
+    assert {layer(m) for m in imports(bad)} == {"jobs", "udfs"} and layer("backforth.tables") is None
+    assert job_of("backforth.jobs.score") == "score" and job_of("backforth.jobs.report.aggregate") == "report"
+    assert job_of("backforth.jobs") is None and job_of(module_name(ROOT / "jobs" / "report" / "page.py")) == "report"
     assert len(modules("jobs")) > 5 and len(modules("backforth")) > 10
 
 

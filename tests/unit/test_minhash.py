@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pyarrow as pa
 
-from udfs.minhash import (
+from backforth.udfs.minhash import (
     EXACT_MULTIPLIER,
     FNV_OFFSET,
     FNV_PRIME,

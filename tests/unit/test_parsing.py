@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from udfs import parsing
-from udfs.parsing import clean_instruction
-from udfs.prompts import load_prompt
+from backforth.udfs import parsing
+from backforth.udfs.parsing import clean_instruction
+from backforth.udfs.prompts import load_prompt
 
 DOC = (
     "To repot a cactus, wear thick gloves, loosen the soil around the root ball, lift the plant out with folded "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backforth.readers import read_file
-from udfs.text import doc_id
+from backforth.udfs.text import doc_id
 
 JSONL = {"format": "jsonl", "source": "t", "id_field": "id", "text_field": "text", "url_field": "url"}
 DOLMA = {"format": "dolma", "source": None, "id_field": "id", "text_field": "text", "url_field": "url"}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backforth.report_html import Page, Section, Table, figure_png, render_page
-from udfs.report_metrics import (
+from backforth.udfs.report_metrics import (
     NOT_PROCESSED,
     assemble_funnel,
     frontier_area,
@@ -21,7 +21,7 @@ from udfs.report_metrics import (
     trigram_diversity,
     word_trigrams,
 )
-from udfs.stats import auc
+from backforth.udfs.stats import auc
 
 
 def test_trigrams_are_counted_per_text_and_deduplicated_across_texts() -> None:
@@ -147,7 +147,7 @@ def test_prose_blocks_join_lines_split_paragraphs_and_fill_values() -> None:
 
 
 def test_funnel_section_on_plain_stages() -> None:
-    from jobs.report.sections import funnel_section
+    from backforth.jobs.report.sections import funnel_section
 
     out = funnel_section([
         ("records read", 10, {}),
@@ -164,7 +164,7 @@ def test_funnel_section_on_plain_stages() -> None:
 
 
 def test_lengths_and_diversity_sections_on_plain_data() -> None:
-    from jobs.report.sections import diversity_section, kinds_present, lengths_section
+    from backforth.jobs.report.sections import diversity_section, kinds_present, lengths_section
 
     freq = {("raw", "instruction"): {10: 2, 30: 1}, ("raw", "response"): {100: 3},
             ("rewrite", "instruction"): {12: 1}, ("rewrite", "response"): {40: 1}}  # fmt: skip
@@ -189,8 +189,8 @@ def test_lengths_and_diversity_sections_on_plain_data() -> None:
 
 
 def test_judge_and_mauve_sections_without_enough_data() -> None:
-    from jobs.report.config import ReportConfig
-    from jobs.report.sections import judge_section, mauve_section
+    from backforth.jobs.report.config import ReportConfig
+    from backforth.jobs.report.sections import judge_section, mauve_section
 
     none = judge_section(None)
     assert none.section.paragraphs == ["No scores for this run."] and not (none.metrics or none.tables)

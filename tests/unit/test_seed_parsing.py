@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.seed import SeedConfig, SeedInput, collect, pair_from_plain, pair_from_tree, pair_id
+from backforth.jobs.seed import SeedConfig, SeedInput, collect, pair_from_plain, pair_from_tree, pair_id
 
 FIXTURE = Path(__file__).resolve().parents[2] / "data" / "sample" / "seed"
 EN = ["en"]
