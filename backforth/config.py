@@ -37,6 +37,9 @@ class SparkConfig:
     # Spark Connect: "sc://host:port/;token=…" (a Connect server), "databricks" (Databricks Connect, from its
     # config profile), "local[N]" (a Connect server backforth starts in-process, with Delta). SPARK_REMOTE wins.
     remote: str | None = None
+    # Intermediate results: auto (local checkpoints; scratch Delta tables where the compute refuses them, as
+    # Databricks Serverless does), local, or table. See backforth/keep.py.
+    checkpoint: str = "auto"
 
 
 @dataclass

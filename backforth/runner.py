@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backforth import __version__
+from backforth import __version__, keep
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
 from backforth.errors import ConfigError
 from backforth.registry import JobResult, JobSpec
+from backforth.tables import qualify
 
 MAX_PARAMS = 100  # MLflow accepts more, but a wall of params hides the ones people look for
 MAX_PARAM_CHARS = 500
@@ -241,6 +242,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         lineage.record_start(spark, settings, step_run)
         mlflow.set_tag("backforth.step_run", step_run.run_id)
         started = time.perf_counter()
+        keep.configure(settings.spark.checkpoint, qualify(settings, "x").rpartition(".")[0] or None)
         try:
             result = spec.fn(spark, settings)
         except BaseException as exc:
@@ -250,6 +252,8 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
             except Exception as inner:  # noqa: BLE001 - the job's own error is the one to show
                 print(f"[backforth] could not record the failed run in step_runs: {inner}", file=sys.stderr)
             raise
+        finally:
+            keep.drop_scratch(spark)
         result = result if isinstance(result, JobResult) else JobResult(dict(result or {}))
         metrics = dict(result.metrics)
         if result.tags:

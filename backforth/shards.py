@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backforth.engines import ModelProfile
-from backforth.spark import executor_count, parallelism
+from backforth.keep import keep, release
+from backforth.spark import conf_value, executor_count, parallelism
 from backforth.tables import append, ensure_table, table_exists
 
 log = logging.getLogger("backforth.llm")
@@ -99,13 +100,13 @@ def run_in_shards(
     """
     from pyspark.sql import functions as F
 
-    pending = pending.localCheckpoint()
+    pending = keep(pending)
     total = pending.count()
     progress.total = total
     totals: dict[str, float] = {name: 0 for name in (*TOTALS, "shards", "generation_s")}
     if total == 0:  # nothing pending: do not start an engine for an empty shard
         log.info("%s: nothing to generate", progress.step)
-        pending.unpersist()
+        release(pending)
         return totals
     shards = max(1, math.ceil(total / plan.rows))
     log.info("%s: %d pending rows in %d shards of ~%d rows, %d tasks each, %d in flight", progress.step, total,
@@ -117,13 +118,12 @@ def run_in_shards(
     keyed = pending.withColumn("_shard", F.pmod(F.xxhash64(*key), F.lit(shards)))
 
     def lay_out(shard: int) -> Any:
-        part = keyed.where(F.col("_shard") == shard).drop("_shard").repartition(plan.tasks).localCheckpoint()
-        part.count()
+        part = keep(keyed.where(F.col("_shard") == shard).drop("_shard").repartition(plan.tasks))
         return part
 
     with ThreadPoolExecutor(max_workers=min(4, shards), thread_name_prefix=f"{progress.step}-layout") as pool:
         parts = list(pool.map(lay_out, range(shards)))
-    pending.unpersist()
+    release(pending)
 
     def output(shard: int, batch_id: str) -> Any:
         return generate(parts[shard]).withColumn("batch_id", F.lit(batch_id))
@@ -158,7 +158,7 @@ def run_in_shards(
         pool.shutdown(wait=True, cancel_futures=True)
         totals["generation_s"] = round(time.perf_counter() - started, 3)
         for part in parts:
-            part.unpersist()
+            release(part)
     totals.update(batch_totals(spark, target, batches))  # one job for every committed shard
     return totals
 
@@ -201,7 +201,7 @@ def engine_slots(spark: Any, profile: ModelProfile) -> int:
     partitions."""
     if profile.parallelism:
         return profile.parallelism
-    per_executor = float(spark.conf.get("spark.executor.resource.gpu.amount", None) or 0)
+    per_executor = float(conf_value(spark, "spark.executor.resource.gpu.amount") or 0)
     executors = executor_count(spark)
     if profile.gpus_per_engine and per_executor and executors:
         return max(1, executors * int(per_executor // profile.gpus_per_engine))

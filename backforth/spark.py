@@ -65,28 +65,37 @@ def running_on_cluster() -> bool:
     return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
 
 
+def conf_value(spark: SparkSession, key: str) -> str | None:
+    """A Spark setting, or None where it is unset or the compute will not tell (Serverless answers
+    CONFIG_NOT_AVAILABLE for most keys)."""
+    try:
+        return spark.conf.get(key, None)
+    except Exception:  # noqa: BLE001 - any refusal means "not known here"
+        return None
+
+
 def parallelism(spark: SparkSession) -> int:
     """Tasks the cluster runs at once, from configuration alone (no SparkContext: works over Spark Connect):
     ``spark.default.parallelism``, else the N of ``local[N]``, else executors × cores, else the shuffle partitions."""
-    value = spark.conf.get("spark.default.parallelism", None)
+    value = conf_value(spark, "spark.default.parallelism")
     if value:
         return int(value)
-    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", spark.conf.get("spark.master", "") or "")
+    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", conf_value(spark, "spark.master") or "")
     if found:
         return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
-    executors, cores = executor_count(spark), spark.conf.get("spark.executor.cores", None)
+    executors, cores = executor_count(spark), conf_value(spark, "spark.executor.cores")
     if executors and cores:
         return executors * int(cores)
-    return int(spark.conf.get("spark.sql.shuffle.partitions", "8"))
+    return int(conf_value(spark, "spark.sql.shuffle.partitions") or 8)
 
 
 def executor_count(spark: SparkSession) -> int | None:
     """Executors the application asked for: ``spark.executor.instances`` (YARN, Kubernetes, Databricks job
     clusters), else ``spark.cores.max`` ÷ ``spark.executor.cores`` (standalone); None when the conf does not say."""
-    instances = spark.conf.get("spark.executor.instances", None)
+    instances = conf_value(spark, "spark.executor.instances")
     if instances:
         return int(instances)
-    cores_max, cores = spark.conf.get("spark.cores.max", None), spark.conf.get("spark.executor.cores", None)
+    cores_max, cores = conf_value(spark, "spark.cores.max"), conf_value(spark, "spark.executor.cores")
     if cores_max and cores:
         return max(1, int(cores_max) // int(cores))
     return None

@@ -6,8 +6,9 @@
 Writes into ``--out``:
 - ``backforth-<version>-py3-none-any.whl``: the project (jobs, UDFs, prompts and config inside);
 - ``backforth-env.tar.gz``: a relocatable virtualenv with the wheel and its pinned dependencies (versions from
-  requirements/lock.txt), shipped to executors with ``--archives backforth-env.tar.gz#env``. PySpark and py4j are left
-  out: the cluster's own Spark puts its matching copies on the Python path of the driver and of every Python worker;
+  requirements/lock.txt, or requirements/gpu-lock.txt with ``--extras gpu``), shipped to executors with
+  ``--archives backforth-env.tar.gz#env``. PySpark and py4j are not in it: the cluster's own Spark puts its matching
+  copies on the Python path of the driver and of every Python worker;
 - ``backforth_submit.py``: the spark-submit entry point (deploy/submit.py).
 
 The virtualenv links to this machine's Python interpreter (as venv-pack's do), so the cluster's nodes need the same
@@ -28,6 +29,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements" / "lock.txt"
+GPU_LOCK = ROOT / "requirements" / "gpu-lock.txt"  # vLLM and the CUDA torch it needs, for Linux x86_64 GPU executors
+
+
+def lock_for(extras: list[str]) -> Path:
+    """The pins an environment with ``extras`` installs by: the GPU lock where vLLM is wanted, else the main one."""
+    return GPU_LOCK if "gpu" in extras else LOCK
+
+
 PROVIDED_BY_CLUSTER = ("pyspark", "py4j")
 
 
@@ -62,7 +71,7 @@ def build_wheel(out: Path) -> Path:
 
 def deps_key(extras: list[str]) -> str:
     """What the dependencies of the packed venv depend on: the lock file, the extras and this Python."""
-    text = LOCK.read_text() + ",".join(sorted(extras)) + sys.version
+    text = lock_for(extras).read_text() + ",".join(sorted(extras)) + sys.version
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -82,7 +91,7 @@ def build_env(wheel: Path, env_dir: Path, extras: list[str]) -> None:
         shutil.rmtree(env_dir)
     run([uv(), "venv", "-q", "--relocatable", "--python", sys.executable, str(env_dir)])
     target = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
-    run([uv(), "pip", "install", "-q", "--python", python, "-c", str(LOCK), target])
+    run([uv(), "pip", "install", "-q", "--python", python, "-c", str(lock_for(extras)), target])
     run([uv(), "pip", "uninstall", "-q", "--python", python, *PROVIDED_BY_CLUSTER])
     stamp.write_text(key)
 

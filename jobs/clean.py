@@ -15,6 +15,7 @@ from typing import Any
 
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
+from backforth.keep import keep, release
 from backforth.models import resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
@@ -122,7 +123,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     if pending:
         # Checkpointed: the UDF runs once per row although MERGE may read its source twice, and the rows no longer
         # depend on docs_clean (a cached plan that reads the target is invalidated, and recomputed, by the write).
-        rows = clean_documents(docs, cfg).localCheckpoint()
+        rows = keep(clean_documents(docs, cfg))
         ensure_table(spark, target, rows.schema)
         insert_new(spark, rows, target, ["doc_id"])
         per_reason = rows.groupBy("drop_reason").agg(
@@ -133,7 +134,7 @@ def run(spark: Any, settings: Any) -> JobResult:
             metrics["tokens"] = metrics.get("tokens", 0) + (row["tokens"] or 0)
             metrics["max_tokens"] = max(metrics.get("max_tokens", 0), row["max_tokens"] or 0)
         metrics["mean_tokens"] = metrics.pop("tokens") / pending
-        rows.unpersist()
+        release(rows)
     metrics["docs_kept"] = metrics.get("docs_kept", 0)
     metrics["docs_dropped"] = pending - metrics["docs_kept"]
     log.info("kept %d of %d documents", metrics["docs_kept"], pending)

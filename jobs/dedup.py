@@ -18,6 +18,7 @@ from typing import Any
 from backforth.config import ConfigError
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
+from backforth.keep import keep
 from backforth.registry import JobResult, job
 from backforth.spark import parallelism
 from backforth.tables import append, ensure_table, pending_rows, qualify, table_exists
@@ -117,7 +118,7 @@ def connected_components(edges: Any, max_iterations: int, edge_count: int) -> An
 
     both = edges.select("a", "b").unionByName(edges.select(F.col("b").alias("a"), F.col("a").alias("b")))
     closed = both.unionByName(both.select("a", F.col("a").alias("b")))  # + a self-loop per edge end
-    labels = closed.groupBy(F.col("a").alias("node")).agg(F.min("b").alias("label")).localCheckpoint()
+    labels = keep(closed.groupBy(F.col("a").alias("node")).agg(F.min("b").alias("label")))
     small = 2 * edge_count < BROADCAST_ROWS
     for iteration in range(1, max_iterations):
         offered = labels.withColumnRenamed("node", "b")
@@ -125,7 +126,7 @@ def connected_components(edges: Any, max_iterations: int, edge_count: int) -> An
         updated = offers.agg(
             F.min("label").alias("label"), F.min(F.when(F.col("a") == F.col("b"), F.col("label"))).alias("old")
         )
-        updated = updated.select("node", "label", (F.col("label") < F.col("old")).alias("moved")).localCheckpoint()
+        updated = keep(updated.select("node", "label", (F.col("label") < F.col("old")).alias("moved")))
         moved = updated.where("moved").count()
         labels = updated.drop("moved")
         log.info("components: round %d, %d labels changed", iteration + 1, moved)
@@ -146,7 +147,7 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     cores = parallelism(spark)
     if cores > 1:  # the signature UDF is the heavy part: spread it over every core, however the input is laid out
         docs = docs.repartition(cores)
-    raw = signatures_of(docs, cfg).localCheckpoint()  # the one pass over the text, partition-local
+    raw = keep(signatures_of(docs, cfg))  # the one pass over the text, partition-local
     groups = exact_groups(raw.select("doc_id", "n_words", "exact_hash"))  # shuffles narrow rows, not signatures
     old_hash = None
     if earlier is None:
@@ -154,22 +155,22 @@ def deduplicate(spark: Any, docs: Any, cfg: DedupConfig, earlier: Any = None, ea
     else:
         old_hash = earlier.groupBy("exact_hash").agg(F.min("cluster_id").alias("old_cluster"))
         groups = groups.join(old_hash, "exact_hash", "left")
-    groups = groups.localCheckpoint()
+    groups = keep(groups)
     known = groups.where("old_cluster IS NOT NULL OR doc_id != exact_survivor").select("doc_id")
     known = F.broadcast(known) if known.count() < BROADCAST_ROWS else known
-    fresh = raw.join(known, "doc_id", "left_anti").select("doc_id", *SIG_COLUMNS).localCheckpoint()
+    fresh = keep(raw.join(known, "doc_id", "left_anti").select("doc_id", *SIG_COLUMNS))
     nodes = fresh.select(F.col("exact_hash").alias("id"), "bands")
     if earlier_sigs is not None:
         nodes = nodes.withColumn("new", F.lit(True))
         nodes = nodes.unionByName(
             earlier_sigs.select(F.col("exact_hash").alias("id"), F.lit(False).alias("new"), "bands")
         )
-    pairs = candidate_pairs(nodes).localCheckpoint()
+    pairs = keep(candidate_pairs(nodes))
     stats = {"candidate_pairs": pairs.count()}
     signatures = fresh if earlier_sigs is None else fresh.unionByName(earlier_sigs.select("doc_id", *SIG_COLUMNS))
     signatures = signatures.select(F.col("exact_hash").alias("id"), "signature")
     edges = verified_edges(pairs, signatures, cfg.threshold, broadcast=stats["candidate_pairs"] < BROADCAST_ROWS)
-    edges = edges.localCheckpoint()
+    edges = keep(edges)
     stats["verified_pairs"] = edges.count()
     components = connected_components(edges, cfg.max_iterations, stats["verified_pairs"])
     return assemble(groups, components, old_hash, cfg), fresh, stats
@@ -237,13 +238,13 @@ def run(spark: Any, settings: Any) -> JobResult:
             )
         earlier = spark.table(target).select("doc_id", "cluster_id", "exact_hash")
         earlier_sigs = spark.table(sig_table)
-    docs = pending_rows(spark, docs, target, ["doc_id"]).localCheckpoint()
+    docs = keep(pending_rows(spark, docs, target, ["doc_id"]))
     pending = docs.count()
     log.info("%d new documents to deduplicate (%s)", pending, cfg.fingerprint())
     if not pending:
         return JobResult({"docs_in": 0, "docs_kept": 0})
     rows, sigs, stats = deduplicate(spark, docs, cfg, earlier, earlier_sigs)
-    rows, sigs = rows.localCheckpoint(), sigs.localCheckpoint()  # computed once, and cut loose from the targets
+    rows, sigs = keep(rows), keep(sigs)  # computed once, and cut loose from the targets
     ensure_table(spark, target, rows.schema)
     ensure_table(spark, sig_table, sigs.schema)
     append(rows, target)  # new doc_ids only (anti-joined above)

@@ -21,6 +21,7 @@ from backforth.catalog import ACCEPTED_RESPONSE
 from backforth.config import ConfigError
 from backforth.engines import load_profile
 from backforth.hashing import fingerprint
+from backforth.keep import keep
 from backforth.lineage import InputRef, StepRun
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, qualify, table_exists, table_version
@@ -136,7 +137,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     inputs.append(InputRef(docs_fqn, table_version=table_version(spark, docs_fqn)))
     body = {"input": upstream.step_version, "tag": cfg.tag, "validation_fraction": cfg.validation_fraction}
     export_version = f"export-{fingerprint(body, 8)}"
-    rows = export_rows(responses, pairs, docs, cfg, export_version).localCheckpoint()
+    rows = keep(export_rows(responses, pairs, docs, cfg, export_version))
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, rows.schema)
     rows.writeTo(target).overwrite(F.col("step_version") == export_version)  # atomic; other versions stay

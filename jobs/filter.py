@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from backforth import lineage
 from backforth.hashing import fingerprint
+from backforth.keep import keep
 from backforth.lineage import InputRef, StepRun
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
@@ -80,7 +81,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     source = upstream.output_table or qualify(settings, "scores")
     read = InputRef(source, "score", score_version, table_version(spark, source))
     scores = spark.table(source).where(F.col("step_version") == score_version)
-    kept = select_pairs(scores, cfg, version).localCheckpoint()
+    kept = keep(select_pairs(scores, cfg, version))
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, kept.schema)
     kept.writeTo(target).overwrite(F.col("step_version") == version)  # atomic; other versions stay

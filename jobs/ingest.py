@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backforth.config import ConfigError
+from backforth.keep import keep, release
 from backforth.readers import MAX_RAW_CHARS, plan_files
 from backforth.registry import job
 from backforth.tables import append, ensure_table, insert_new, qualify
@@ -203,7 +204,7 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     records = parts[0]
     for part in parts[1:]:
         records = records.unionByName(part)
-    records = records.persist()  # parsed once, then split into two tables and counted
+    records = keep(records)  # parsed once, then split into two tables and counted
     counts = records.groupBy("file", "kind", "reason").count().collect()
     docs, rejects = split_records(records, batch)
     inserted = insert_new(spark, docs, docs_fqn, ["doc_id"])
@@ -222,7 +223,7 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     metrics["docs_inserted"] = inserted.get("num_inserted_rows", 0)
     metrics["docs_already_present"] = distinct_ids - metrics["docs_inserted"]
     metrics["rejects_inserted"] = rejected.get("num_inserted_rows", 0)
-    records.unpersist()
+    release(records)
     log.info(
         "read %d documents and %d rejects; inserted %d new documents and %d new rejects",
         metrics["docs_read"], metrics["rejects_read"], metrics["docs_inserted"], metrics["rejects_inserted"],

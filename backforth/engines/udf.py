@@ -164,12 +164,14 @@ def gpu_stage_profile(spark: Any, profile: ModelProfile) -> Any:
     Reads the session's conf only (Spark Connect serves it)."""
     if not profile.gpus:
         return None
-    master = spark.conf.get("spark.master", "") or ""
+    from backforth.spark import conf_value
+
+    master = conf_value(spark, "spark.master") or ""
     if not master.startswith(("spark://", "yarn", "k8s://", "local-cluster")):
         return None
-    if (spark.conf.get("spark.dynamicAllocation.enabled", "false") or "false").lower() == "true":
+    if (conf_value(spark, "spark.dynamicAllocation.enabled") or "false").lower() == "true":
         return None  # TaskResourceProfiles need static allocation; with dynamic allocation the app-wide amount holds
-    if float(spark.conf.get("spark.executor.resource.gpu.amount", "0") or 0) < profile.gpus:
+    if float(conf_value(spark, "spark.executor.resource.gpu.amount") or 0) < profile.gpus:
         return None
     from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
 

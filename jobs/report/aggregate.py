@@ -16,6 +16,7 @@ from typing import Any
 from backforth import catalog, lineage
 from backforth.jobs.report.config import KIND_LABELS, ReportConfig
 from backforth.jobs.report.selection import Versions
+from backforth.keep import keep, release
 from backforth.tables import qualify, table_exists
 from backforth.udfs.parsing import ACCEPTED_RESPONSE
 from backforth.udfs.report_metrics import make_token_count_udf
@@ -39,11 +40,11 @@ def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
     """Every aggregation of the report for the run ``v`` (see ``RunData``)."""
     cfg: ReportConfig = settings.job
     stages = funnel_stages(spark, settings, v)
-    sets = kind_sets(spark, settings, v).localCheckpoint()
+    sets = keep(kind_sets(spark, settings, v))
     tokenizer, method = resolve_report_tokenizer(cfg, v)
     freq = token_frequencies(sets, tokenizer, cfg.max_text_chars)
     sample = driver_sample(sets, max(cfg.diversity_examples, cfg.mauve_samples))
-    sets.unpersist()
+    release(sets)
     judge = judge_stats(spark, settings, v)
     return RunData(stages, freq, method, sample, judge, side_by_side(spark, settings, v))
 

@@ -21,13 +21,17 @@ REPO = Path(__file__).resolve().parents[2]
 UV = Path(sys.executable).with_name("uv")
 
 PROBE = """
-import importlib, importlib.util, json, sys
+import importlib, importlib.util, json, pkgutil
+import backforth.jobs, backforth.udfs
 from backforth.registry import load_jobs
 jobs = load_jobs()
-for name in jobs:
-    importlib.import_module(f"backforth.jobs.{name}")
+packages = (backforth.jobs, backforth.udfs)
+modules = [m.name for p in packages for m in pkgutil.walk_packages(p.__path__, p.__name__ + ".")]
+for name in modules:
+    importlib.import_module(name)
 found = {m: importlib.util.find_spec(m) is not None for m in ("pyspark", "delta", "jobs", "udfs")}
-print(json.dumps({"jobs": sorted(jobs), "found": found, "where": importlib.import_module("backforth").__file__}))
+where = importlib.import_module("backforth").__file__
+print(json.dumps({"jobs": sorted(jobs), "modules": modules, "found": found, "where": where}))
 """
 
 
@@ -63,6 +67,7 @@ def test_wheel_installs_without_spark_under_its_own_namespace(tmp_path: Path) ->
     probe = json.loads(run([str(python), "-c", PROBE], cwd=tmp_path, env=env).stdout.strip().splitlines()[-1])
     assert probe["where"].startswith(str(venv))  # the installed wheel, not this checkout
     assert probe["jobs"] == sorted(load_jobs())
+    assert {"backforth.jobs.respond", "backforth.jobs.report.page", "backforth.udfs.minhash"} <= set(probe["modules"])
     assert probe["found"] == {"pyspark": False, "delta": False, "jobs": False, "udfs": False}
     helped = run([str(venv / "bin" / "backforth"), "--help"], cwd=tmp_path, env=env).stdout
     assert all(name in helped for name in load_jobs())

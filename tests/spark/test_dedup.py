@@ -136,3 +136,30 @@ def test_new_document_bridging_two_earlier_clusters_joins_the_smaller(spark, mak
         "z": ("x", False, "dup_minhash"),
         "x_again": ("x", False, "dup_exact"),
     }
+
+
+def test_scratch_tables_where_checkpoints_are_refused_give_the_same_answer(spark, make_settings) -> None:
+    """Databricks Serverless refuses local checkpoints: with spark.checkpoint=table every intermediate result goes
+    through a scratch Delta table in the job's schema instead; dedup decides the same, and the runner drops them."""
+    from backforth import keep
+    from backforth.registry import get_job
+    from backforth.runner import run_job
+
+    expected = result(spark, DOCS)
+    settings = make_settings(DedupConfig())
+    schema = settings.tables.schema
+    spark.sql(f"CREATE SCHEMA {schema}")
+    write_clean(spark, schema, DOCS)
+    settings.spark.checkpoint = "table"
+    try:
+        keep.configure("table", schema)
+        assert result(spark, DOCS) == expected
+        made = keep.drop_scratch(spark)
+        assert len(made) >= 6 and all(n.startswith(f"{schema}._backforth_scratch_") for n in made)
+        outcome = run_job(get_job("dedup"), settings, spark)  # the runner configures and cleans up itself
+    finally:
+        keep.configure("auto", None)
+        keep.STATE.mode = "auto"
+    assert outcome.metrics["docs_kept"] == sum(1 for _, kept, _ in expected.values() if kept)
+    left = [r["tableName"] for r in spark.sql(f"SHOW TABLES IN {schema}").collect()]
+    assert not [t for t in left if t.startswith("_backforth_scratch_")] and "docs_dedup" in left
