@@ -285,7 +285,7 @@ def prepare(spark: Any, settings: Any, step: LLMStep, register: bool = True) -> 
     ctx.params = step.params(cfg)
     upstream = ctx.upstream.step_version if ctx.upstream else None
     ctx.version = step_version(cfg.version, profile, sampling, template, upstream=upstream, params=ctx.params)
-    ctx.prompt = register_prompt(template) if register else None
+    ctx.prompt = register_prompt(template, settings) if register else None
     target = qualify(settings, cfg.output_table)
     rows = step.rows(ctx)
     pending = pending_rows(spark, rows, target, list(step.key), F.col("step_version") == ctx.version)

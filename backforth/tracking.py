@@ -1,7 +1,8 @@
 """MLflow helpers used on the driver inside a job's run: prompt versions (and, later, registered models).
 
-Prompts go to MLflow's prompt registry as ``backforth-<name>``. A version is only registered when the template's
-content is new (its content hash is a version tag), so re-runs reuse the version they registered before. Where the
+Prompts go to MLflow's prompt registry as ``backforth-<name>`` (on Unity Catalog's registry:
+``<catalog>.<schema>.backforth_<name>``). A version is only registered when the template's content is new (its
+content hash is a version tag), so re-runs reuse the version they registered before. Where the
 registry is unavailable (an old server, a store without it), the template is logged as a run artifact instead and its
 content tag stands in for the version: either way every generated row records which prompt produced it.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 
+from backforth.config import Settings
 from backforth.prompts import PromptTemplate
 
 log = logging.getLogger("backforth.tracking")
@@ -48,12 +50,21 @@ def _find_version(client: object, name: str, content_hash: str) -> object | None
     return None
 
 
-def register_prompt(template: PromptTemplate) -> PromptRef:
+def prompt_name(template: str, settings: Settings | None = None) -> str:
+    """``backforth-<template>``; where the registry is Unity Catalog's (``databricks-uc``), whose prompt names are
+    three-part and take no hyphens: ``<catalog>.<schema>.backforth_<template>``, beside the step's tables."""
+    uc = settings is not None and (settings.mlflow.registry_uri or "").startswith("databricks-uc")
+    if uc and settings.tables.catalog:
+        return f"{settings.tables.catalog}.{settings.tables.schema}.backforth_{template.replace('-', '_')}"
+    return PREFIX + template
+
+
+def register_prompt(template: PromptTemplate, settings: Settings | None = None) -> PromptRef:
     """Register ``template`` (once per content) and link it to the active run; fall back to a run artifact."""
     import mlflow
     from mlflow import MlflowClient
 
-    name = PREFIX + template.name
+    name = prompt_name(template.name, settings)
     content_hash = template.content_hash()
     try:
         client = MlflowClient()

@@ -132,3 +132,14 @@ def test_a_sqlite_mlflow_store_on_a_cluster_driver_is_refused_unless_allowed(
     refuse_driver_local_store(settings, "http://mlflow:5000")
     allowed = Settings(data_dir=str(tmp_path), mlflow=MlflowConfig(allow_local_store=True))
     refuse_driver_local_store(allowed, uri)
+
+
+def test_prompt_names_suit_unity_catalogs_registry_there_and_stay_plain_elsewhere(tmp_path: Path) -> None:
+    from backforth.config import MlflowConfig, Settings, TablesConfig
+    from backforth.tracking import prompt_name
+
+    uc = Settings(tables=TablesConfig(catalog="main", schema="backforth_dev_ana"),
+                  mlflow=MlflowConfig(registry_uri="databricks-uc"))  # fmt: skip
+    assert prompt_name("backtranslate", uc) == "main.backforth_dev_ana.backforth_backtranslate"
+    assert prompt_name("judge-text", uc) == "main.backforth_dev_ana.backforth_judge_text"
+    assert prompt_name("backtranslate", Settings(data_dir=str(tmp_path))) == "backforth-backtranslate"
