@@ -14,8 +14,9 @@ VENV := $(BACKFORTH_CACHE)/venv-$(LOCK_HASH)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BYTECODE := $(VENV)/.bytecode
-# The project itself is installed editable; re-done when pyproject.toml changes (entry points, package map).
-PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# The project itself is installed editable; re-done when pyproject.toml changes (entry points, package map) and when
+# the shared virtualenv is used from another clone, so that `backforth` always imports the checkout make runs in.
+PROJECT_STAMP := $(VENV)/.project-$(shell (cat pyproject.toml; pwd) | sha256sum | cut -c1-12)
 
 .PHONY: venv setup demo test dist lint fmt lock clean-data clean
 
