@@ -306,7 +306,7 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
              ctx.prompt.name, ctx.prompt.version,
              f", input {reads} {ctx.upstream.step_version}" if ctx.upstream else "")  # fmt: skip
     progress = Progress(step.name, 0)
-    plan = shard_plan(spark, cfg, profile)
+    plan = shard_plan(spark, cfg, profile, bounded=ctx.resources is not None)
     ctx.call_rows = plan.rows_per_call
     totals = run_in_shards(spark, pending, list(step.key), target, plan, lambda part: build(ctx, step, part), progress)
     metrics: dict[str, float] = {f"{step.rows_metric}_rows" if k == "rows" else k: v for k, v in totals.items()}

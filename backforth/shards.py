@@ -208,7 +208,17 @@ def engine_slots(spark: Any, profile: ModelProfile) -> int:
     return parallelism(spark)
 
 
-def shard_plan(spark: Any, cfg: Any, profile: ModelProfile) -> ShardPlan:
-    """The job's ``shard_rows`` and ``shards_in_flight`` over the engines the cluster runs at once."""
-    return ShardPlan.derive(engine_slots(spark, profile), profile.engine_batch, cfg.shard_rows,
-                            getattr(cfg, "shards_in_flight", 2))  # fmt: skip
+LIGHT_BACKENDS = ("fake", "sim")  # engines that hold no model: any number may run side by side
+
+
+def shard_plan(spark: Any, cfg: Any, profile: ModelProfile, bounded: bool = False) -> ShardPlan:
+    """The job's ``shard_rows`` and ``shards_in_flight`` over the engines the cluster runs at once. Shards overlap
+    only where something bounds the engines running at once: the generation stage's GPU ResourceProfile
+    (``bounded``), or an engine that holds no model. Elsewhere (vLLM's CPU build or transformers on a laptop, a GPU
+    engine in local mode) a second shard in flight would start a second engine beside the first, so shards go one
+    at a time."""
+    in_flight = getattr(cfg, "shards_in_flight", 2)
+    if in_flight > 1 and not bounded and profile.backend not in LIGHT_BACKENDS:
+        log.info("%s engines are not bounded by a GPU resource profile here: one shard at a time", profile.backend)
+        in_flight = 1
+    return ShardPlan.derive(engine_slots(spark, profile), profile.engine_batch, cfg.shard_rows, in_flight)

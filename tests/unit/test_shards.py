@@ -51,3 +51,19 @@ def test_the_derived_shard_gives_every_engine_several_full_batches() -> None:
     assert pinned.rows == 300 and pinned.in_flight == 1  # a configured shard_rows is taken as given
     assert ShardPlan.derive(engines=0, engine_batch=0, in_flight=0) == ShardPlan(rows=BATCHES_PER_TASK, tasks=1,
                                                                                  in_flight=1)  # fmt: skip
+
+
+def test_shards_overlap_only_where_the_engines_running_at_once_are_bounded() -> None:
+    from types import SimpleNamespace
+
+    from backforth.shards import shard_plan
+
+    cfg = SimpleNamespace(shard_rows=None, shards_in_flight=2)
+    laptop = session({"spark.master": "local[2]"})
+    # vLLM's CPU build on a laptop: a second shard in flight would start a second engine on the same two cores
+    assert shard_plan(laptop, cfg, CPU).in_flight == 1
+    assert shard_plan(laptop, cfg, GPU).in_flight == 1  # a GPU engine in local mode: nothing schedules the GPU
+    # the generation stage's GPU resource profile holds the extra shard's tasks until an engine is free
+    assert shard_plan(laptop, cfg, GPU, bounded=True).in_flight == 2
+    light = ModelProfile(name="fake", backend="fake")
+    assert shard_plan(laptop, cfg, light).in_flight == 2  # engines without a model may run side by side
