@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from backforth.tables import quote
+
 log = logging.getLogger("backforth.keep")
 MODES = ("auto", "local", "table")
 REFUSALS = ("NOT_SUPPORTED_WITH_SERVERLESS", "is not supported on serverless", "LOCAL_CHECKPOINT")
@@ -22,7 +24,8 @@ REFUSALS = ("NOT_SUPPORTED_WITH_SERVERLESS", "is not supported on serverless", "
 
 @dataclass
 class State:
-    mode: str = "auto"
+    mode: str = "auto"  # as configured
+    refused: bool = False  # this process's compute refused a local checkpoint (auto then uses scratch tables)
     schema: str | None = None  # where scratch tables go; None = the session's current schema
     tables: dict[int, str] = field(default_factory=dict)  # id(DataFrame) → its scratch table
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -38,13 +41,12 @@ def configure(mode: str, schema: str | None) -> None:
 
         raise ConfigError(f"spark.checkpoint: {mode!r} is not one of {', '.join(MODES)}")
     with STATE.lock:
-        STATE.mode = mode if mode != "auto" or STATE.mode != "table" else "table"  # a refusal holds for the process
-        STATE.schema = schema
+        STATE.mode, STATE.schema = mode, schema
 
 
 def keep(df: Any) -> Any:
     """``df`` computed now and read back from storage (eager, like ``localCheckpoint()``)."""
-    if STATE.mode != "table":
+    if STATE.mode == "local" or (STATE.mode == "auto" and not STATE.refused):
         try:
             return df.localCheckpoint()
         except Exception as exc:
@@ -52,7 +54,7 @@ def keep(df: Any) -> Any:
                 raise
             log.warning("this compute refuses local checkpoints: intermediate results go to scratch Delta tables")
             with STATE.lock:
-                STATE.mode = "table"
+                STATE.refused = True
     return to_table(df)
 
 
@@ -60,7 +62,7 @@ def to_table(df: Any) -> Any:
     """``df`` written to a scratch Delta table and read back from it."""
     spark = df.sparkSession
     schema = STATE.schema or spark.catalog.currentDatabase()
-    name = f"{schema}._backforth_scratch_{uuid.uuid4().hex[:12]}"
+    name = quote(f"{schema}._backforth_scratch_{uuid.uuid4().hex[:12]}")
     df.write.format("delta").mode("overwrite").saveAsTable(name)
     kept = spark.table(name)
     with STATE.lock:

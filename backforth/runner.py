@@ -22,7 +22,7 @@ from backforth import __version__, keep
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
 from backforth.errors import ConfigError
 from backforth.registry import JobResult, JobSpec
-from backforth.tables import qualify
+from backforth.tables import qualify, schema_name
 
 MAX_PARAMS = 100  # MLflow accepts more, but a wall of params hides the ones people look for
 MAX_PARAM_CHARS = 500
@@ -149,7 +149,7 @@ def log_lineage(spark: Any, settings: Settings) -> dict[str, int]:
     """Log each existing table of the job as an MLflow dataset at its current Delta version."""
     import mlflow
 
-    from backforth.tables import qualify, table_exists, table_version
+    from backforth.tables import table_exists, table_version
 
     versions: dict[str, int] = {}
     for field_name, short in table_fields(settings.job).items():
@@ -195,7 +195,7 @@ def log_step_inputs(step_run: Any, logged: dict[str, int]) -> None:
 def input_refs(spark: Any, settings: Settings) -> list[Any]:
     """The job's ``input*_table`` tables that exist, at their current Delta versions (what it is about to read)."""
     from backforth.lineage import InputRef
-    from backforth.tables import qualify, table_exists, table_version
+    from backforth.tables import table_exists, table_version
 
     refs = []
     for field_name, short in table_fields(settings.job).items():
@@ -208,8 +208,6 @@ def input_refs(spark: Any, settings: Settings) -> list[Any]:
 def complete(step_run: Any, reported: Any, settings: Settings, defaults: list[Any], tables: dict[str, int]) -> None:
     """Fill the lineage row from what the job reported, else from its config's tables."""
     import dataclasses as dc
-
-    from backforth.tables import qualify
 
     if reported is not None:
         for f in dc.fields(reported):
@@ -242,7 +240,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         lineage.record_start(spark, settings, step_run)
         mlflow.set_tag("backforth.step_run", step_run.run_id)
         started = time.perf_counter()
-        keep.configure(settings.spark.checkpoint, qualify(settings, "x").rpartition(".")[0] or None)
+        keep.configure(settings.spark.checkpoint, schema_name(settings) or None)
         try:
             result = spec.fn(spark, settings)
         except BaseException as exc:

@@ -118,8 +118,7 @@ def run_in_shards(
     keyed = pending.withColumn("_shard", F.pmod(F.xxhash64(*key), F.lit(shards)))
 
     def lay_out(shard: int) -> Any:
-        part = keep(keyed.where(F.col("_shard") == shard).drop("_shard").repartition(plan.tasks))
-        return part
+        return keep(keyed.where(F.col("_shard") == shard).drop("_shard").repartition(plan.tasks))
 
     with ThreadPoolExecutor(max_workers=min(4, shards), thread_name_prefix=f"{progress.step}-layout") as pool:
         parts = list(pool.map(lay_out, range(shards)))

@@ -106,11 +106,6 @@ def remote_url(settings: Settings) -> str | None:
     return os.environ.get("SPARK_REMOTE") or settings.spark.remote or None
 
 
-def is_connect(spark: SparkSession) -> bool:
-    """Whether ``spark`` is a Spark Connect session (no SparkContext, no JVM on this side)."""
-    return type(spark).__module__.startswith(("pyspark.sql.connect", "databricks.connect"))
-
-
 def get_spark(settings: Settings) -> SparkSession:
     """The session a job runs in; see the module docstring for which one."""
     from pyspark.sql import SparkSession

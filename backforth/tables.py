@@ -21,8 +21,12 @@ def qualify(settings: Settings, name: str) -> str:
     """``docs_raw`` → ``backforth.docs_raw`` (local) or ``main.backforth.docs_raw`` (Unity Catalog)."""
     if "." in name:
         return name
-    parts = [settings.tables.catalog, settings.tables.schema, name]
-    return ".".join(p for p in parts if p)
+    return f"{schema_name(settings)}.{name}"
+
+
+def schema_name(settings: Settings) -> str:
+    """The tables' schema: ``backforth`` (local) or ``main.backforth`` (Unity Catalog)."""
+    return ".".join(p for p in (settings.tables.catalog, settings.tables.schema) if p)
 
 
 def quote(fqn: str) -> str:

@@ -35,7 +35,8 @@ def same_tables_as(spark, schema: str, proc: subprocess.Popen, data: Path) -> No
     same count; their run ids differ by nature)."""
     from backforth import catalog
 
-    log = (data / "connect.log").read_text() if proc.wait(timeout=900) is not None else ""
+    proc.wait(timeout=900)
+    log = (data / "connect.log").read_text()
     assert proc.returncode == 0, log[-6000:]
     assert "Spark Connect session (local[2])" in log  # the CLI said which kind of session it used
     compared = []
