@@ -131,10 +131,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+# mappings whose keys contain dots themselves: --set spark.conf.spark.hadoop.fs.s3a.endpoint=x sets one key of them
+FLAT_MAPPINGS = ("spark.conf",)
+
+
 def nest(dotted: str, value: Any) -> dict:
-    """``("a.b", 1)`` → ``{"a": {"b": 1}}``."""
+    """``("a.b", 1)`` → ``{"a": {"b": 1}}``; ``("spark.conf.spark.x.y", 1)`` → ``{"spark": {"conf": {"spark.x.y":
+    1}}}``."""
     out: Any = value
-    for part in reversed(dotted.split(".")):
+    parts = dotted.split(".")
+    for flat in FLAT_MAPPINGS:
+        if dotted.startswith(flat + ".") and len(dotted) > len(flat) + 1:
+            parts = [*flat.split("."), dotted[len(flat) + 1 :]]
+    for part in reversed(parts):
         out = {part: out}
     return out
 
@@ -233,13 +242,13 @@ def coerce(tp: Any, value: Any, origin: dict[str, str], key: str) -> Any:
         raise ConfigError(errors[-1] if errors else f"{where}: {key}: unsupported value")
     if orig is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {key}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{where}: {key}: {shown(key, value)} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
         return build(tp, value, origin, key + ".")
     if orig in (list, tuple):
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__} {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__} {shown(key, value)}")
         return [coerce(args[0] if args else Any, v, origin, f"{key}[{i}]") for i, v in enumerate(value)]
     if orig is dict:
         if not isinstance(value, Mapping):
@@ -261,22 +270,61 @@ def coerce(tp: Any, value: Any, origin: dict[str, str], key: str) -> Any:
             return str(value)  # YAML reads "2024" as int; a string field still means the text
     else:
         raise ConfigError(f"{where}: {key}: unsupported field type {tp!r}")
-    raise ConfigError(f"{where}: {key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    raise ConfigError(f"{where}: {key}: expected {tp.__name__}, got {type(value).__name__} {shown(key, value)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Views of a resolved config
 
-SECRET_PARTS = {"password", "passwd", "secret", "token", "apikey", "credential", "credentials", "pat"}
+# A key is a secret when one of its words (split at punctuation and camelCase) is one of these...
+SECRET_PARTS = {"password", "passwd", "pwd", "passphrase", "secret", "secrets", "token", "apikey", "credential",
+                "credentials", "pat", "sas", "signature", "authorization"}  # fmt: skip
+# ... or when "key" follows one of these: fs.azure.account.key.<account>, fs.s3a.secret.key, fs.s3a.access.key
+# (an access key id names a credential, and Spark redacts it too), private_key, api.key. A bare key (a table's
+# `key`, `seed_key`, a list of keys) is not a secret.
+KEY_KINDS = {"account", "secret", "access", "private", "api", "master", "shared", "signing", "encryption", "sas"}
+# ... unless the next word says which facet of the key a setting is about: spark.io.encryption.keySizeBits
+KEY_FACETS = {"size", "bits", "length", "len", "provider", "providers", "type", "algorithm", "store", "alias", "format"}
+# words glued without a separator that still say "secret": dbpassword, hfaccesstoken, x-api-key's apikey
+SECRET_WORDS = ("password", "passwd", "secret", "credential", "apikey", "accesstoken", "accesskey", "accountkey",
+                "secretkey", "privatekey", "authtoken", "sastoken", "sessiontoken", "refreshtoken",
+                "bearertoken")  # fmt: skip
+# "token" next to one of these counts tokens: max_tokens, token_budget, max_token_len are numbers, not secrets
+COUNT_PARTS = {"max", "min", "num", "count", "limit", "budget", "len", "length", "size", "per", "total", "tokens"}
+# a key ending in one of these names where or what kind a credential is, not the credential:
+# fs.s3a.aws.credentials.provider (a class), hadoop.security.credential.provider.path, token_type
+NOT_A_VALUE = {"provider", "providers", "type", "path", "file", "enabled", "scope"}
+# parameters of a URL's query or of a connection string that carry a credential, besides secret-looking names:
+# Google's ?key=, Azure SAS's sig=, AWS's X-Amz-Signature
+URL_SECRET_PARAMS = {"key", "sig", "sign", "signature", "auth", "pass"}
+
+
+def key_parts(key: str) -> list[str]:
+    """``spark.hadoop.fs.azure.account.key.acct`` and ``AWSAccessKeyId`` → their lower-case words."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", key))
+    return [p for p in re.split(r"[^a-z0-9]+", spaced.lower()) if p]
 
 
 def is_secret_key(key: str) -> bool:
-    """``access_token``, ``db_password``, ``api_key`` are secrets; ``max_tokens`` (a count) is not."""
-    parts = [p for p in re.split(r"[^a-z0-9]+", key.lower()) if p]
-    lowered = key.lower()
-    return bool(SECRET_PARTS.intersection(parts)) or any(
-        word in lowered for word in ("password", "secret", "credential", "apikey", "api_key", "accesstoken")
-    )
+    """Whether the value of ``key`` (a config key, a dotted path, a Spark or Hadoop conf key) is a credential:
+    ``access_token``, ``db_password``, ``api_key``, ``fs.azure.account.key.<account>.dfs.core.windows.net``,
+    ``fs.s3a.secret.key``, ``fs.s3a.session.token`` are; ``max_tokens`` (a count), ``tokenizer``, ``seed_key``,
+    ``spark.sql.shuffle.partitions``, ``fs.s3a.aws.credentials.provider`` (a class name) are not."""
+    parts = key_parts(key)
+    if not parts or parts[-1] in NOT_A_VALUE:
+        return False
+    glued = any(word in part for part in parts for word in SECRET_WORDS)
+    if "token" in parts and COUNT_PARTS.intersection(parts) and not glued:
+        return False  # max_token_len, token_budget
+    if glued or SECRET_PARTS.intersection(parts):
+        return True
+    for before, word, after in zip(["", *parts[:-1]], parts, [*parts[1:], ""], strict=True):
+        if word in ("key", "keys") and before in KEY_KINDS and after not in KEY_FACETS:
+            return True
+    return False
+
+
+MASK = "***"
 
 
 def to_dict(settings: Settings) -> dict[str, Any]:
@@ -285,25 +333,57 @@ def to_dict(settings: Settings) -> dict[str, Any]:
 
 
 def redact(data: Any, key: str = "") -> Any:
-    """Mask values whose key looks like a secret, so configs can go to logs and MLflow."""
+    """Mask values whose key (the dotted path to them: a value below ``secrets:`` is one too) looks like a secret,
+    and credentials inside URLs and connection strings, so configs can go to logs and MLflow."""
     if isinstance(data, dict):
-        return {k: redact(v, str(k)) for k, v in data.items()}
+        return {k: redact(v, f"{key}.{k}" if key else str(k)) for k, v in data.items()}
     if isinstance(data, list):
         return [redact(v, key) for v in data]
     if data is not None and is_secret_key(key):
-        return "***"
+        return MASK
     if isinstance(data, str):
         return mask_url_secrets(data)
     return data
 
 
-URL_SECRET = re.compile(r"(?i)((?:^|[;&?/])[\w.-]*(?:token|password|secret|key)=)[^;&\s]+")
+# scheme://user:password@host: the password (up to the last @ before the path)
+URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]*@")
+# name=value after the start, ;, &, ?, / or a space: sc://host/;token=…, ?sig=…, AccountKey=…;, password='…'
+URL_PARAM = re.compile(r"(?i)((?:^|[;&?/\s])[\w.-]+\s*=\s*)('[^']*'|\"[^\"]*\"|[^;&\s]+)")
 
 
 def mask_url_secrets(text: str) -> str:
-    """``sc://host:443/;token=dapi…;x-cluster-id=1`` → ``sc://host:443/;token=***;x-cluster-id=1``: parameters of
-    connection strings that carry credentials."""
-    return URL_SECRET.sub(r"\1***", text)
+    """Credentials inside URLs and connection strings, masked: the password of ``http://user:pass@host``, and the
+    parameters that carry one (``sc://host:443/;token=dapi…;x-cluster-id=1`` → ``…;token=***;x-cluster-id=1``,
+    Azure's ``AccountKey=…`` and SAS ``sig=…``, JDBC's ``password=…``)."""
+
+    def param(match: re.Match) -> str:
+        name = match.group(1).rstrip().rstrip("=").strip().lstrip(";&?/")
+        secret = is_secret_key(name) or name.lower() in URL_SECRET_PARAMS
+        return match.group(1) + MASK if secret and match.group(2) != MASK else match.group(0)
+
+    return URL_PARAM.sub(param, URL_USERINFO.sub(rf"\1{MASK}@", text))
+
+
+def shown(key: str, value: Any) -> str:
+    """``value`` of ``key`` as a message may quote it: masked where it is or holds a secret."""
+    return repr(redact(value, key))
+
+
+def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
+    """``https://user:pass@host:5000/x`` → (``https://host:5000/x``, ``user``, ``pass``), percent-decoded; a URI
+    without credentials comes back as it is, with (None, None)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri, None, None
+    if "@" not in parts.netloc:
+        return uri, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user) or None, unquote(password) or None
 
 
 def config_hash(settings: Settings) -> str:
