@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backforth.config import (
-    ConfigError,
-    is_secret_key,
-    load_settings,
-    mask_url_secrets,
-    nest,
-    redact,
-    split_userinfo,
-)
+from backforth.config import ConfigError, load_settings, nest
+from backforth.masking import is_secret_key, mask_url_secrets, redact, split_userinfo
 
 REPO = Path(__file__).resolve().parents[2]
 
