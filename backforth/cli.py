@@ -166,10 +166,11 @@ def cmd_submit_args(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     """Tell the user where things are and the next commands to type."""
     from backforth.catalog import TABLES
+    from backforth.masking import mask_url_secrets
     from backforth.runner import tracking_uri
 
     settings: Settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
-    uri = tracking_uri(settings)
+    uri = mask_url_secrets(tracking_uri(settings))  # a password in it is not for the terminal
     width = max(len(t.name) for t in TABLES.values())
     tables = "\n".join(
         f"  {t.name:<{width}}  key {', '.join(t.key) + (' + step_version' if t.versioned else ''):<32} {t.description}"

@@ -87,6 +87,7 @@ def summary(result: dict) -> str:
     """The run's funnel with the reasons per stage (backforth.catalog), where things are, three sample pairs, how to
     open MLflow."""
     from backforth import catalog
+    from backforth.masking import mask_url_secrets
     from backforth.runner import tracking_uri
     from backforth.tables import qualify, table_exists
 
@@ -112,7 +113,7 @@ def summary(result: dict) -> str:
     if "report" in outcomes and outcomes["report"].tags.get("backforth.report_html"):
         path = outcomes["report"].tags["backforth.report_html"]
         lines.append(f"Report: {path} (one HTML page, opens offline; also in the report step's run)")
-    uri = tracking_uri(settings)
+    uri = mask_url_secrets(tracking_uri(settings))
     lines += [
         f"Tables: schema '{settings.tables.schema}' in {settings.data_path / 'warehouse'} "
         '(backforth sql "SELECT ... FROM sft_pairs"; lineage: backforth sql "SELECT * FROM step_runs")',

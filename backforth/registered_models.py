@@ -73,9 +73,12 @@ def pin(uri: str, client: Any = None) -> ModelVersionRef:
     try:
         found = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
     except Exception as exc:  # noqa: BLE001 - MlflowException for a missing name, alias or version
-        where = mlflow.get_registry_uri()
+        from backforth.masking import mask_url_secrets
+
+        where = mask_url_secrets(mlflow.get_registry_uri())
         raise MissingInputError(
-            f"{uri}: not found in the model registry at {where} ({type(exc).__name__}: {str(exc)[:200]}); "
+            f"{uri}: not found in the model registry at {where} ({type(exc).__name__}: "
+            f"{mask_url_secrets(str(exc)[:200])}); "
             "run `backforth finetune` first, or check the name and alias with `mlflow models` / the MLflow UI"
         ) from exc
     return ModelVersionRef(

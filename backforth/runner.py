@@ -21,6 +21,7 @@ from typing import Any
 from backforth import __version__, keep
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
 from backforth.errors import ConfigError
+from backforth.masking import mask_url_secrets, split_userinfo
 from backforth.registry import JobResult, JobSpec
 from backforth.tables import qualify, schema_name
 
@@ -34,7 +35,7 @@ class JobOutcome:
 
     run_id: str
     experiment_id: str
-    tracking_uri: str
+    tracking_uri: str  # as it may be shown: a password in it masked
     metrics: dict[str, float]
     tables: dict[str, int]
     tags: dict[str, str] = dataclasses.field(default_factory=dict)  # the job's own run tags (paths it wrote, ...)
@@ -48,6 +49,22 @@ def tracking_uri(settings: Settings) -> str:
         or settings.mlflow.tracking_uri
         or f"sqlite:///{settings.data_path / 'mlflow.db'}"
     )
+
+
+def without_credentials(uri: str) -> str:
+    """The URI to hand MLflow: an HTTP server's credentials (``https://user:pass@host``) move to
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (where those are not set already), which MLflow sends as basic
+    auth, so that MLflow never prints them ("View run at ..."), quotes them in a request error, or hands them on.
+    Spark's Python workers started after this inherit them; on a cluster, set them for the executors too
+    (``spark.executorEnv.MLFLOW_TRACKING_PASSWORD``). Other stores (a database URL) keep their URI as it is."""
+    if not uri.lower().startswith(("http://", "https://")):
+        return uri
+    clean, user, password = split_userinfo(uri)
+    if user:
+        os.environ.setdefault("MLFLOW_TRACKING_USERNAME", user)
+    if password:
+        os.environ.setdefault("MLFLOW_TRACKING_PASSWORD", password)
+    return clean
 
 
 def quiet_mlflow() -> None:
@@ -68,8 +85,8 @@ def refuse_driver_local_store(settings: Settings, uri: str) -> None:
     local = uri.startswith(("sqlite:", "file:")) or "://" not in uri and uri not in ("databricks", "databricks-uc")
     if local and running_on_cluster() and not settings.mlflow.allow_local_store:
         raise ConfigError(
-            f"mlflow: on a cluster the runs would go to {uri}, on the driver, and be lost with it; set "
-            "mlflow.tracking_uri (or MLFLOW_TRACKING_URI) to a tracking server or 'databricks', or "
+            f"mlflow: on a cluster the runs would go to {mask_url_secrets(uri)}, on the driver, and be lost with it; "
+            "set mlflow.tracking_uri (or MLFLOW_TRACKING_URI) to a tracking server or 'databricks', or "
             "--set mlflow.allow_local_store=true to keep them there anyway"
         )
 
@@ -81,9 +98,9 @@ def setup_mlflow(settings: Settings) -> str:
     quiet_mlflow()
     uri = tracking_uri(settings)
     refuse_driver_local_store(settings, uri)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(without_credentials(uri))
     if settings.mlflow.registry_uri:  # Databricks: the Unity Catalog model registry (models named catalog.schema.x)
-        mlflow.set_registry_uri(settings.mlflow.registry_uri)
+        mlflow.set_registry_uri(without_credentials(settings.mlflow.registry_uri))
     experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
     if experiment is not None:
         mlflow.set_experiment(experiment_id=experiment.experiment_id)
@@ -274,5 +291,5 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
     print(
         f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr
     )
-    return JobOutcome(run.info.run_id, experiment_id, tracking_uri(settings), numeric, tables, dict(result.tags),
-                      step_run.run_id)  # fmt: skip
+    shown_uri = mask_url_secrets(tracking_uri(settings))
+    return JobOutcome(run.info.run_id, experiment_id, shown_uri, numeric, tables, dict(result.tags), step_run.run_id)

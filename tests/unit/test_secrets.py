@@ -144,3 +144,28 @@ def test_config_errors_do_not_quote_a_secret_value() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, None, "local", ["spark.conf={fs.s3a.secret.key: [PLANTED]}"], REPO / "conf")
     assert "PLANTED" not in str(caught.value)
+
+
+def test_mlflow_gets_an_http_uri_without_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backforth.runner import without_credentials
+
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    assert without_credentials("http://u:p%40ss@127.0.0.1:5000") == "http://127.0.0.1:5000"
+    import os
+
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("u", "p@ss")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "set-by-the-user")  # credentials set explicitly win
+    assert without_credentials("https://u:other@h") == "https://h"
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "set-by-the-user"
+    # a database store keeps its URI: MLflow has no other way to get the password
+    assert without_credentials("postgresql://u:pw@h/db") == "postgresql://u:pw@h/db"
+
+
+def test_info_shows_the_tracking_uri_masked(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backforth.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main(["info", "--conf-dir", str(REPO / "conf"), "--set", "mlflow.tracking_uri=http://u:PLANTED@h:5000"]) == 0
+    out = capsys.readouterr().out
+    assert "http://u:***@h:5000" in out and "PLANTED" not in out
