@@ -27,6 +27,10 @@ log = logging.getLogger("backforth.spark")
 
 SCALA_VERSION = "2.13"  # Spark 4 is built for Scala 2.13 only
 
+# Spark's own redaction (the output of SQL `SET`, the UI, event logs) knows secret, password, token and access.key:
+# an Azure account key, a private key and a SAS are as secret. backforth's own masking: backforth.config.is_secret_key.
+REDACTION_REGEX = r"(?i)secret|password|token|access[.]key|account[.]key|private[.]key|[.]sas[.]|credential"
+
 DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -187,6 +191,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.python.worker.reuse": "true",  # engines are cached per Python worker (see backforth/engines)
         "spark.jars.ivy": str(cache_dir() / "ivy"),
+        "spark.redaction.regex": REDACTION_REGEX,
     }
     jars = cached_delta_jars()
     if jars:
