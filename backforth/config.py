@@ -253,6 +253,8 @@ def coerce(tp: Any, value: Any, origin: dict[str, str], key: str) -> Any:
     if orig is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        if args and args[1] is str:  # Spark/Hadoop settings: YAML reads `true` as a bool, Spark wants the text
+            value = {k: str(v).lower() if isinstance(v, bool) else v for k, v in value.items()}
         return {str(k): coerce(args[1] if args else Any, v, origin, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):

@@ -1,5 +1,7 @@
-"""Input files of ingest and seed: which files a job's inputs name (:func:`plan_files`, on the driver), and one
-reader generator per format (run on executors by ingest, one file per task; on the driver by seed).
+"""Input files of ingest and seed: which local files a job's inputs name (:func:`plan_files`, on the driver), and
+one reader generator per format (run on executors by ingest; on the driver by seed). A reader takes a *source*: a
+local path, streamed from disk, or a file's bytes, as ingest gets them from Spark's filesystems (``s3a://``,
+``abfss://``, ``gs://``, ``dbfs:/``, ``/Volumes``; see ``backforth.jobs.ingest``).
 
 Each reader yields plain dicts of one of three kinds, so a bad line never stops a file and nothing vanishes:
 ``doc`` (a document), ``reject`` (unreadable input with its position and reason, kept in ``ingest_rejects``) and
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import os
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, Protocol, TypeVar
@@ -36,12 +40,25 @@ class InputLike(Protocol):
 
 
 S = TypeVar("S", bound=InputLike)
+Source = str | bytes  # a local path, or the whole file's bytes
+
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")  # s3a://, abfss://, gs://, dbfs:/, file:/ (not a drive letter)
+
+
+def is_uri(path: str) -> bool:
+    """True for a path with a filesystem scheme, which only Spark's filesystems can list and read."""
+    return bool(URI.match(path))
 
 
 def plan_files(inputs: Sequence[S]) -> list[tuple[S, str, int, float]]:
     """Expand every input to (spec, absolute path, size, mtime); a path that matches nothing is an error."""
     planned = []
     for spec in inputs:
+        if is_uri(spec.path):
+            raise BadPathError(
+                f"job.inputs: {spec.path} is a URI: this input is read from the local disk (ingest lists and reads "
+                "URIs through Spark with job.listing auto or spark; seed files must be local)"
+            )
         path = os.path.abspath(os.path.expanduser(spec.path))
         if os.path.isdir(path):
             found = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.startswith((".", "_"))]
@@ -50,7 +67,10 @@ def plan_files(inputs: Sequence[S]) -> list[tuple[S, str, int, float]]:
         if not found:
             raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
         for p in sorted(found):
-            stat = os.stat(p)
+            try:
+                stat = os.stat(p)
+            except OSError:  # a dangling link: listed with the link's own size and time, its reader records why
+                stat = os.lstat(p)  # it cannot be read (unreadable_file), and the rest of the batch goes on
             planned.append((spec, p, stat.st_size, stat.st_mtime))
     return planned
 
@@ -68,16 +88,23 @@ def reject(position: int, reason: str, detail: str = "", raw: str | bytes | None
     }
 
 
-def open_maybe_gzip(path: str) -> BinaryIO:
-    """Open ``path`` for binary reading, un-gzipping by magic bytes (extensions lie)."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+def open_source(source: Source) -> BinaryIO:
+    """A binary stream over a local path or a file's bytes."""
+    if isinstance(source, str):
+        return open(source, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+    return io.BufferedReader(io.BytesIO(source))  # type: ignore[arg-type]
+
+
+def open_maybe_gzip(source: Source) -> BinaryIO:
+    """Open ``source`` for binary reading, un-gzipping by magic bytes (extensions lie)."""
+    raw = open_source(source)
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == GZIP_MAGIC:
         return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
     return raw
 
 
-def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
+def iter_lines(path: Source) -> Iterator[tuple[int, bytes | None, str | None]]:
     """(line number, bytes, None) per line; a final (n, None, error) if the stream breaks (truncated gzip)."""
     number = 0
     with open_maybe_gzip(path) as stream:
@@ -93,7 +120,7 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes | None, str | None]]:
             yield number, line, None
 
 
-def json_objects(path: str) -> Iterator[tuple[int, dict[str, Any] | None, str, dict[str, Any] | None]]:
+def json_objects(path: Source) -> Iterator[tuple[int, dict[str, Any] | None, str, dict[str, Any] | None]]:
     """(line number, object, line text, None) per JSON-object line of a JSONL file (gzipped or not), or
     (line number, None, "", reject) for a line that is not one; blank lines are skipped. Shared by ingest and seed."""
     for number, line, error in iter_lines(path):
@@ -121,7 +148,7 @@ def json_objects(path: str) -> Iterator[tuple[int, dict[str, Any] | None, str, d
         yield number, obj, text_line, None
 
 
-def read_json_lines(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def read_json_lines(path: Source, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
     dolma = spec["format"] == "dolma"
     for number, obj, text_line, rejected in json_objects(path):
@@ -197,10 +224,10 @@ def warc_document(record: Any, wet: bool) -> dict[str, Any]:
     return {**base, "kind": "doc", "text": text, "created": created, "metadata": None, "source": None}
 
 
-def gzip_truncated(path: str, chunk: int = 1 << 20) -> bool:
+def gzip_truncated(path: Source, chunk: int = 1 << 20) -> bool:
     """True when a (multi-member) gzip file ends inside a member. warcio stops quietly at such a cut, so the
     reader checks separately; decompressing costs far less than extracting the HTML it carries."""
-    with open(path, "rb") as stream:
+    with open_source(path) as stream:
         if stream.read(2) != GZIP_MAGIC:
             return False
         stream.seek(0)
@@ -219,14 +246,14 @@ def gzip_truncated(path: str, chunk: int = 1 << 20) -> bool:
         return pending
 
 
-def read_warc(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def read_warc(path: Source, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """WARC (HTML responses through the extractor) or WET (plain-text conversions), gzipped or not."""
     from warcio.archiveiterator import ArchiveIterator
 
     wet = spec["format"] == "wet"
     truncated = gzip_truncated(path)
     offset = 0
-    with open(path, "rb") as stream:
+    with open_source(path) as stream:
         records = ArchiveIterator(stream)
         while True:
             try:
@@ -247,11 +274,12 @@ def read_warc(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 READERS = {"dolma": read_json_lines, "jsonl": read_json_lines, "warc": read_warc, "wet": read_warc}
 
 
-def read_file(path: str, spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """All records of one file, each tagged with the file and format; an unreadable file becomes one reject."""
+def read_file(path: str, spec: dict[str, Any], content: bytes | None = None) -> Iterator[dict[str, Any]]:
+    """All records of one file (read from ``path``, or parsed from its ``content`` when Spark read it), each tagged
+    with the file and format; an unreadable file becomes one reject."""
     reader = READERS[spec["format"]]
     try:
-        for record in reader(path, spec):
+        for record in reader(path if content is None else content, spec):
             record.update(file=path, source_format=spec["format"])
             yield record
     except OSError as exc:

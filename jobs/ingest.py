@@ -2,28 +2,39 @@
 
 Input: files named by ``job.inputs``. Output: ``docs_raw`` keyed by ``doc_id`` (see ``udfs.text.doc_id``),
 ``ingest_rejects`` keyed by (file, position, reason), ``ingest_files`` (one row per file read, for skipping
-unchanged files next time). Re-running adds nothing; new files add only their new documents. Each file is one
-Spark task that streams it, so a corpus of many files parallelises across executors.
+unchanged files next time). Re-running adds nothing; new files add only their new documents.
+
+Files are found and read one of two ways (``job.listing``). Local disk: the driver walks the folders and each file is
+one Spark task that streams it from a path every executor sees (a laptop, a shared mount, ``/Volumes`` on a
+Databricks cluster). Spark's filesystems: Spark lists the inputs and its binary-file source hands each file's bytes
+to the same parsers; that is how ``s3a://``, ``abfss://``, ``gs://`` and ``dbfs:/`` inputs are read, and any input
+when the session is a Spark Connect client of a remote cluster, whose disks are not this machine's. The two give the
+same documents and rejects for the same files.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from backforth.config import ConfigError
+from backforth.errors import BadPathError
 from backforth.keep import keep, release
-from backforth.readers import MAX_RAW_CHARS, plan_files
+from backforth.readers import MAX_RAW_CHARS, is_uri, plan_files
 from backforth.registry import job
+from backforth.spark import remote_url
 from backforth.tables import append, ensure_table, insert_new, qualify
 from backforth.udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
 
 Format = Literal["dolma", "jsonl", "parquet", "warc", "wet"]
+SPARK_MAX_FILE_BYTES = 2**31 - 1  # the binary-file source's limit: a file's bytes are one value
 
 
 @dataclass
@@ -45,6 +56,12 @@ class IngestConfig:
     rejects_table: str = "ingest_rejects"
     files_table: str = "ingest_files"
     reprocess: bool = False  # true: read files again even if size and mtime are unchanged (rows still dedup)
+    # How input files are listed and read. local: the driver walks the local disk, a task streams each file (no
+    # size limit). spark: Spark's filesystems list them and its binary-file source reads each one whole into a
+    # task's memory (s3a://, abfss://, gs://, dbfs:/, /Volumes). auto: spark for URIs, and for every input when the
+    # session is a Spark Connect client of a remote cluster; local otherwise.
+    listing: Literal["auto", "local", "spark"] = "auto"
+    max_file_bytes: int = SPARK_MAX_FILE_BYTES  # larger files read through Spark become file_too_large rejects
 
 
 RECORD_SCHEMA = (
@@ -73,36 +90,118 @@ def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, s
 
 
 FLUSH_ROWS, FLUSH_CHARS = 2_000, 32 << 20  # an Arrow batch ends after this many records or characters
+RECORD_COLUMNS = [c.split()[0] for c in RECORD_SCHEMA.split(", ")]
+
+
+def record_batches(records: Any) -> Any:
+    """Arrow batches of parsed records, each ending after FLUSH_ROWS records or FLUSH_CHARS characters."""
+    import pyarrow as pa
+
+    schema = pa.schema([(c, pa.int64() if c == "position" else pa.string()) for c in RECORD_COLUMNS])
+    batch, chars = [], 0
+    for record in records:
+        batch.append(record)
+        chars += len(record.get("text") or "") + len(record.get("raw") or "")
+        if len(batch) >= FLUSH_ROWS or chars >= FLUSH_CHARS:
+            yield pa.RecordBatch.from_pylist(batch, schema=schema)
+            batch, chars = [], 0
+    if batch:
+        yield pa.RecordBatch.from_pylist(batch, schema=schema)
 
 
 def read_text_files(spark: Any, planned: list[tuple[InputSpec, str, int, float]]) -> Any:
-    """JSON-lines and WARC-family files, parsed on executors: one task per file (a range of one id per
-    partition, mapped to its file), through the DataFrame API only, so it runs the same over Spark Connect."""
+    """JSON-lines and WARC-family files on a disk every executor sees, parsed on executors: one task per file (a
+    range of one id per partition, mapped to its file), through the DataFrame API only (runs over Spark Connect)."""
     items = [(p, asdict(spec)) for spec, p, _, _ in planned if spec.format != "parquet"]
     if not items:
         return spark.createDataFrame([], RECORD_SCHEMA)
-    columns = [c.split()[0] for c in RECORD_SCHEMA.split(", ")]
 
     def read(batches: Any) -> Any:
-        import pyarrow as pa
-
         from backforth.readers import read_file
 
-        schema = pa.schema([(c, pa.int64() if c == "position" else pa.string()) for c in columns])
         for batch in batches:
             for index in batch.column("id").to_pylist():
                 path, spec = items[index]
-                records, chars = [], 0
-                for record in read_file(path, spec):
-                    records.append(record)
-                    chars += len(record.get("text") or "") + len(record.get("raw") or "")
-                    if len(records) >= FLUSH_ROWS or chars >= FLUSH_CHARS:
-                        yield pa.RecordBatch.from_pylist(records, schema=schema)
-                        records, chars = [], 0
-                if records:
-                    yield pa.RecordBatch.from_pylist(records, schema=schema)
+                yield from record_batches(read_file(path, spec))
 
     return spark.range(0, len(items), 1, len(items)).mapInArrow(read, RECORD_SCHEMA)
+
+
+def file_name(path: str) -> str:
+    """The name a file is recorded under: Spark's ``file:/x`` is the local ``/x`` (as the local listing names
+    it), any other scheme stays."""
+    return re.sub(r"^file:(//)?(?=/)", "", path)
+
+
+def list_with_spark(spark: Any, inputs: list[InputSpec]) -> tuple[list[tuple[InputSpec, str, int, float]], dict]:
+    """Expand inputs through Spark's filesystems: (planned files as :func:`plan_files` gives them, file name →
+    the path Spark reads it by). Folders are read recursively; names starting with ``_`` or ``.`` are skipped, as
+    Hadoop does (and as the local listing does)."""
+    from pyspark.sql import functions as F
+
+    planned, locations = [], {}
+    for spec in inputs:
+        path = spec.path if is_uri(spec.path) else os.path.abspath(os.path.expanduser(spec.path))
+        try:
+            found = (
+                spark.read.format("binaryFile")
+                .option("recursiveFileLookup", "true")
+                .load(path)
+                .select("path", "length", F.col("modificationTime").cast("double").alias("mtime"))
+                .collect()
+            )
+        except Exception as exc:  # noqa: BLE001 - Spark says PATH_NOT_FOUND; no Java trace for the user
+            if "PATH_NOT_FOUND" not in str(exc) and "FileNotFoundException" not in str(exc):
+                raise
+            found = []
+        if not found:
+            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
+        for row in sorted(found, key=lambda r: r["path"]):
+            name = file_name(row["path"])
+            locations[name] = row["path"]
+            planned.append((spec, name, row["length"], row["mtime"]))
+    return planned, locations
+
+
+def read_text_files_spark(
+    spark: Any, planned: list[tuple[InputSpec, str, int, float]], locations: dict[str, str], max_bytes: int
+) -> Any:
+    """JSON-lines and WARC-family files read by Spark's binary-file source (any filesystem Spark reads), parsed
+    on executors by the same readers as local files. A file larger than ``max_bytes`` becomes one
+    ``file_too_large`` reject instead of failing the job."""
+
+    items = {p: asdict(spec) for spec, p, _, _ in planned if spec.format != "parquet"}
+    sizes = {p: size for _, p, size, _ in planned}
+    readable = [p for p in items if sizes[p] <= max_bytes]
+    too_large = [
+        {"kind": "reject", "file": p, "source_format": items[p]["format"], "position": 0, "reason": "file_too_large",
+         "detail": f"{sizes[p]} bytes: files read through Spark are read whole, at most {max_bytes} bytes "
+                   "(job.max_file_bytes); split the file, or read it from a shared disk with job.listing: local"}
+        for p in items if sizes[p] > max_bytes
+    ]  # fmt: skip
+    parts = [spark.createDataFrame([tuple(r.get(c) for c in RECORD_COLUMNS) for r in too_large], RECORD_SCHEMA)]
+    if readable:
+
+        def read(batches: Any) -> Any:
+            from backforth.readers import read_file
+
+            for batch in batches:
+                contents = batch.column("content")
+                for i, path in enumerate(batch.column("path").to_pylist()):
+                    name = file_name(path)
+                    yield from record_batches(read_file(name, items[name], contents[i].as_py()))
+
+        files = spark.read.format("binaryFile").load([locations[p] for p in readable])
+        parts.append(files.select("path", "content").mapInArrow(read, RECORD_SCHEMA))
+    return parts[0].unionByName(parts[1]) if len(parts) > 1 else parts[0]
+
+
+def listed_by_spark(spec: InputSpec, cfg: IngestConfig, settings: Any) -> bool:
+    """Whether ``spec`` is listed and read through Spark's filesystems (see ``IngestConfig.listing``)."""
+    if cfg.listing != "auto":
+        return cfg.listing == "spark"
+    remote = remote_url(settings)
+    return is_uri(spec.path) or bool(remote and not remote.startswith("local"))
 
 
 def read_parquet_files(spark: Any, spec: InputSpec, paths: list[str]) -> Any:
@@ -123,7 +222,7 @@ def read_parquet_files(spark: Any, spec: InputSpec, paths: list[str]) -> Any:
     reason = F.when(text.isNull(), "missing_text").when(F.trim(text) == "", "empty_text")
     return df.select(
         F.when(reason.isNull(), "doc").otherwise("reject").alias("kind"),
-        F.regexp_replace(F.col("_metadata.file_path"), "^file:", "").alias("file"),
+        F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?(?=/)", "").alias("file"),
         F.lit("parquet").alias("source_format"),
         (F.col("_metadata.row_index") + 1).alias("position"),
         F.lit(spec.source).cast("string").alias("source"),
@@ -183,7 +282,10 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     cfg: IngestConfig = settings.job
     if not cfg.inputs:
         raise ConfigError("job.inputs is empty: name at least one file, folder or glob (see conf/jobs/ingest.yaml)")
-    planned = plan_files(cfg.inputs)  # a bad path fails before any table is created
+    via_spark = [spec for spec in cfg.inputs if listed_by_spark(spec, cfg, settings)]
+    planned = plan_files([spec for spec in cfg.inputs if spec not in via_spark])  # a bad path fails before any
+    listed, locations = list_with_spark(spark, via_spark)  # table is created
+    planned += listed
     docs_fqn, rejects_fqn, files_fqn = (
         qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table)
     )
@@ -198,9 +300,12 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
         return {**metrics, "docs_read": 0, "docs_inserted": 0, "rejects_read": 0, "rejects_inserted": 0}
 
     batch = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    parts = [read_text_files(spark, todo)]
+    parts = [read_text_files(spark, [item for item in todo if item[1] not in locations])]
+    if any(item[1] in locations for item in todo):
+        spark_todo = [item for item in todo if item[1] in locations]
+        parts.append(read_text_files_spark(spark, spark_todo, locations, cfg.max_file_bytes))
     for spec in {id(s): s for s, *_ in todo if s.format == "parquet"}.values():
-        parts.append(read_parquet_files(spark, spec, [p for s, p, *_ in todo if s is spec]))
+        parts.append(read_parquet_files(spark, spec, [locations.get(p, p) for s, p, *_ in todo if s is spec]))
     records = parts[0]
     for part in parts[1:]:
         records = records.unionByName(part)

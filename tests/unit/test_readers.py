@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -169,3 +170,39 @@ def test_wet_conversion_records(tmp_path: Path) -> None:
 def test_doc_id_rule(a: tuple, b: tuple, same: bool) -> None:
     assert (doc_id(*a) == doc_id(*b)) is same
     assert len(doc_id(*a)) == 32
+
+
+def test_uris_are_told_from_local_paths() -> None:
+    from backforth.jobs.ingest import file_name
+    from backforth.readers import is_uri
+
+    for uri in ("s3a://b/k", "abfss://c@acct.dfs.core.windows.net/x", "gs://b/x", "dbfs:/x", "file:/tmp/x"):
+        assert is_uri(uri), uri
+    for path in ("/Volumes/main/raw/x", "data/sample", "./a:b", "C:\\data"):
+        assert not is_uri(path), path
+    assert file_name("file:/tmp/a.jsonl") == file_name("file:///tmp/a.jsonl") == "/tmp/a.jsonl"
+    assert file_name("s3a://b/k.jsonl") == "s3a://b/k.jsonl"
+
+
+def test_a_uri_on_a_local_only_input_is_a_clear_error() -> None:
+    from backforth.errors import BadPathError
+    from backforth.readers import plan_files
+
+    with pytest.raises(BadPathError, match="s3a://b/seed.jsonl is a URI"):
+        plan_files([SimpleNamespace(path="s3a://b/seed.jsonl", format="jsonl")])
+
+
+def test_listing_auto_uses_spark_for_uris_and_remote_clusters(monkeypatch) -> None:
+    from backforth.config import Settings
+    from backforth.jobs.ingest import IngestConfig, InputSpec, listed_by_spark
+
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    local, uri = InputSpec(path="/data/x", format="jsonl"), InputSpec(path="s3a://b/x", format="jsonl")
+    cfg, settings = IngestConfig(), Settings()
+    assert (listed_by_spark(local, cfg, settings), listed_by_spark(uri, cfg, settings)) == (False, True)
+    settings.spark.remote = "local[2]"  # an in-process Connect server shares this machine's disk
+    assert not listed_by_spark(local, cfg, settings)
+    settings.spark.remote = "sc://cluster:15002"
+    assert listed_by_spark(local, cfg, settings)
+    assert not listed_by_spark(uri, IngestConfig(listing="local"), settings)
+    assert listed_by_spark(local, IngestConfig(listing="spark"), Settings())
