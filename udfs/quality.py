@@ -27,7 +27,9 @@ BULLET_LINE = r"^\s*([-*•‣◦·▪]|\d+[.)])\s+"
 
 @dataclass
 class QualityThresholds:
-    """Drop thresholds; each comment names the rule (= drop reason). Shares are of non-empty lines."""
+    """Drop thresholds; each comment names the rule (= drop reason). Shares are of non-empty lines. The line and
+    repetition thresholds come from measured distributions on real documentation pages and injected junk
+    (bench/realdocs.py): each sits above the 99th percentile of good pages where the junk it is for lies far above."""
 
     min_words: int = 50  # too_short
     max_words: int = 100_000  # too_long
@@ -35,15 +37,15 @@ class QualityThresholds:
     min_mean_word_length: float = 3.0  # mean_word_length
     max_mean_word_length: float = 12.0  # mean_word_length (identifiers in docs run long; Gopher uses 10)
     max_symbol_char_share: float = 0.40  # symbol_soup: punctuation/symbol chars over all non-space chars
-    max_hash_ellipsis_ratio: float = 0.10  # hash_ellipsis (Gopher): '#' and '...' per word, prose only
+    max_hash_ellipsis_ratio: float = 0.30  # hash_ellipsis: '#' and '...' per word, prose only (Gopher: 0.10)
     max_ellipsis_line_share: float = 0.30  # ellipsis_lines
     max_bullet_line_share: float = 0.90  # bullet_lines (prose only)
-    max_short_line_share: float = 0.70  # short_lines: prose lines of <= 3 words (menus)
+    max_short_line_share: float = 0.70  # short_lines: prose lines of <= 3 words (menus; also tables of contents)
     max_nav_line_share: float = 0.30  # navigation: "A | B | C" lines
     max_link_line_share: float = 0.50  # link_list
     max_boilerplate_line_share: float = 0.30  # boilerplate: cookie/javascript/login/... lines
-    max_dup_line_share: float = 0.30  # dup_lines: repeated lines (>= 10 chars) over such lines
-    max_dup_paragraph_share: float = 0.30  # dup_paragraphs
+    max_dup_line_share: float = 0.50  # dup_lines: repeated lines (>= 10 chars) over such lines
+    max_dup_paragraph_share: float = 0.50  # dup_paragraphs
     max_binary_char_share: float = 0.01  # binary_junk: control and replacement characters
     max_markup_char_share: float = 0.50  # markup: characters inside <...> tags
 

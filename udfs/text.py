@@ -48,6 +48,7 @@ def doc_id_column(source: str = "source", source_id: str = "source_id", url: str
 # Normalisation, language and repetition: the parts of cleaning that need Python (one vectorised UDF)
 
 CODE_FENCE = r"(?s)```.*?```"  # a fenced code block; Python's re and Java's regex read this pattern alike
+TABLE_ROW = r"(?m)^[ \t]*[|│├┌└┬┴┼─╞═].*$"  # a markdown or box-drawn table row (option tables, parameter lists)
 ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 LANGID_CHARS = 5_000  # language of the first 5k characters of prose: enough for a stable call, bounded cost
 REPETITION_WORDS = 20_000  # repetition stats on the first 20k words; a longer page fails too_long anyway
@@ -80,10 +81,11 @@ def normalize_text(text: str) -> str:
 
 
 def prose_of(text: str) -> str:
-    """The text without fenced code blocks (language ID and line rules read prose)."""
+    """The text without fenced code blocks and table rows: language ID and the repetition rules read prose.
+    Reference pages repeat themselves in their tables by nature ("Returns the value of …" per row)."""
     import re
 
-    return re.sub(CODE_FENCE, "\n", text)
+    return re.sub(TABLE_ROW, "", re.sub(CODE_FENCE, "\n", text))
 
 
 def repetition_stats(text: str) -> tuple[float, float, float, float]:
@@ -149,8 +151,9 @@ def make_clean_text_udf(tokenizer: str | None, max_token_chars: int):
         for value in raw:
             text = normalize_text(value) if isinstance(value, str) else ""
             original = value if isinstance(value, str) and text != normalize_whitespace(value) else None
-            lang, score = language_of(prose_of(text))
-            rows.append((text, original, lang, score, *repetition_stats(text)))
+            prose = prose_of(text)
+            lang, score = language_of(prose)
+            rows.append((text, original, lang, score, *repetition_stats(prose)))
             texts.append(text)
         counts, method = count_tokens(texts, tokenizer, max_token_chars)
         columns = [c.split()[0] for c in CLEAN_TEXT_SCHEMA.split(", ")]
