@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from backforth.lineage import StepRun
 
 ACCEPTED_RESPONSE = ("ok", "ok_unclosed", "ok_untagged")  # response statuses that count as an answer
+# docs_dedup rows whose signature dedup_signatures holds: every exact-duplicate survivor (kept, or a near duplicate)
+SIGNED = "is_kept OR dup_reason = 'dup_minhash'"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,14 @@ def _docs_dedup() -> StructType:
     )  # fmt: skip
 
 
+def _dedup_signatures() -> StructType:
+    T = _t()
+    return _struct(
+        ("doc_id", T.StringType()), ("exact_hash", T.LongType()), ("signature", T.ArrayType(T.IntegerType())),
+        ("bands", T.ArrayType(T.LongType())), ("n_shingles", T.IntegerType()),
+    )  # fmt: skip
+
+
 def _docs_clean() -> StructType:
     T = _t()
     s, d = T.StringType(), T.DoubleType()
@@ -201,6 +211,13 @@ TABLES: dict[str, Table] = {
             kept="is_kept",
             reason="dup_reason",
             description="near-duplicate clusters and the kept document of each",
+        ),
+        Table(
+            "dedup_signatures",
+            ("doc_id",),
+            _dedup_signatures,
+            ("dedup",),
+            description="MinHash signature of each exact-duplicate survivor, for later batches",
         ),
         Table(
             "instructions",
