@@ -252,6 +252,8 @@ def test_killed_between_its_two_commits_a_rerun_repairs_and_later_batches_match_
     assert spark.read.format("delta").load(str(tables / "docs_dedup")).count() == len(first)
     assert spark.read.format("delta").load(str(tables / "dedup_signatures")).count() == 0
 
+    code, out = cli("check", data=data)
+    assert code == 1 and "has its signature in dedup_signatures" in out and "backforth dedup" in out, out[-3000:]
     code, out = cli("dedup", data=data)  # the rerun: nothing pending, the missing signatures written
     assert code == 0, out[-3000:]
     assert (printed_metric(out, "docs_in"), printed_metric(out, "signatures_repaired")) == (0, signed)
