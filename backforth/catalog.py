@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from backforth.lineage import StepRun
 
 ACCEPTED_RESPONSE = ("ok", "ok_unclosed", "ok_untagged")  # response statuses that count as an answer
+# docs_dedup rows whose signature dedup_signatures holds: every exact-duplicate survivor (kept, or a near duplicate)
+SIGNED = "is_kept OR dup_reason = 'dup_minhash'"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Table:
     reason: str | None = None  # SQL: why a row in scope was not kept
     scope: str = "true"  # SQL: the rows the stage counts at all (e.g. matched pairs, not the judge's controls)
     versioned: bool = False  # rows carry ``step_version``; a run's stage reads one version
+    replaces: bool = False  # a run replaces its version's rows (else it appends them, possibly over several runs)
     description: str = ""
 
 
@@ -131,6 +134,14 @@ def _docs_dedup() -> StructType:
     )  # fmt: skip
 
 
+def _dedup_signatures() -> StructType:
+    T = _t()
+    return _struct(
+        ("doc_id", T.StringType()), ("exact_hash", T.LongType()), ("signature", T.ArrayType(T.IntegerType())),
+        ("bands", T.ArrayType(T.LongType())), ("n_shingles", T.IntegerType()),
+    )  # fmt: skip
+
+
 def _docs_clean() -> StructType:
     T = _t()
     s, d = T.StringType(), T.DoubleType()
@@ -203,6 +214,13 @@ TABLES: dict[str, Table] = {
             description="near-duplicate clusters and the kept document of each",
         ),
         Table(
+            "dedup_signatures",
+            ("doc_id",),
+            _dedup_signatures,
+            ("dedup",),
+            description="MinHash signature of each exact-duplicate survivor, for later batches",
+        ),
+        Table(
             "instructions",
             ("doc_id",),
             _instructions,
@@ -232,6 +250,7 @@ TABLES: dict[str, Table] = {
             ("filter",),
             stage="pairs kept by the filter",
             versioned=True,
+            replaces=True,
             description="the pairs a filter rule kept",
         ),
         Table(
@@ -252,12 +271,53 @@ TABLES: dict[str, Table] = {
             ("export",),
             stage="pairs exported",
             versioned=True,
+            replaces=True,
             description="the exported (instruction, response) pairs",
         ),
         Table("step_runs", ("run_id",), _step_runs, ("*",), description="lineage: one row per step run"),
     ]  # fmt: skip
 }
 FUNNEL = [name for name, t in TABLES.items() if t.stage]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Rows of ``table`` (those ``where`` selects) that must each have a row in one of ``parents`` (those
+    ``parent_where`` selects) matching ``on``, SQL over the row (``c``) and the other's (``p``): what a step read is
+    still there. ``restore`` is the command that writes missing parent rows again, where one exists."""
+
+    table: str
+    parents: tuple[str, ...]
+    on: str
+    what: str  # the invariant, in words
+    where: str = "true"
+    parent_where: str = "true"
+    restore: str | None = None
+    deletable: bool = True  # deleting the rows that break it repairs it (not a decision later batches built on)
+
+
+REFERENCES = [
+    Reference("docs_clean", ("docs_raw",), "c.doc_id = p.doc_id", "every cleaned document has its docs_raw row",
+              restore="backforth ingest --set job.reprocess=true"),
+    Reference("docs_dedup", ("docs_clean",), "c.doc_id = p.doc_id",
+              "every deduplicated document has its docs_clean row", restore="backforth clean"),
+    Reference("docs_dedup", ("dedup_signatures",), "c.doc_id = p.doc_id",
+              "every kept (or near-duplicate) document has its signature in dedup_signatures", where=SIGNED,
+              restore="backforth dedup", deletable=False),
+    Reference("dedup_signatures", ("docs_dedup",), "c.doc_id = p.doc_id",
+              "every signature belongs to a kept (or near-duplicate) document of docs_dedup", parent_where=SIGNED),
+    Reference("instructions", ("docs_dedup",), "c.doc_id = p.doc_id",
+              "every instruction belongs to a document dedup kept", parent_where="is_kept"),
+    Reference("scores", ("instructions",), "c.doc_id = p.doc_id AND c.instruction_version = p.step_version",
+              "every score has the instruction it judged"),
+    Reference("pairs_filtered", ("scores",), "c.doc_id = p.doc_id AND c.score_version = p.step_version",
+              "every filtered pair has its score", parent_where="pair_kind = 'matched'"),
+    Reference("responses", ("pairs_filtered", "instructions"),
+              "c.doc_id = p.doc_id AND c.source_version = p.step_version",
+              "every response has the pair (or instruction) it answers"),
+    Reference("sft_pairs", ("responses",), "c.doc_id = p.doc_id AND c.step_versions.response = p.step_version",
+              "every exported pair has its response"),
+]  # fmt: skip
 
 
 def table(name: str) -> Table:

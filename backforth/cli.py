@@ -1,4 +1,5 @@
-"""The ``backforth`` command: one subcommand per registered job, plus ``pipeline``, ``sql``, ``setup`` and ``info``.
+"""The ``backforth`` command: one subcommand per registered job, plus ``pipeline``, ``sql``, ``check``, ``setup`` and
+``info``.
 
 The same entry point serves a laptop, ``spark-submit`` (the launcher calls :func:`main`) and Databricks wheel tasks
 (``python_wheel_task`` with ``entry_point: backforth``). Configuration is resolved and validated before Spark starts.
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    p = sub.add_parser(
+        "check",
+        help="verify the tables' invariants (inputs present, keys unique, lineage); print repairs; exit 1 if not",
+    )
+    add_common(p)
     p = sub.add_parser("setup", help="fetch the Delta Lake jars, convert the embedded model, test Spark")
     add_common(p)
     p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
@@ -128,6 +134,17 @@ def cmd_sql(args: argparse.Namespace) -> int:
             print(f"> {query}")
         spark.sql(query).show(n=args.limit, truncate=80, vertical=False)
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check the tables of the configured schema; 0 when consistent, 1 when not (each problem with its repair)."""
+    from backforth.check import check, report
+    from backforth.spark import get_spark
+
+    settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
+    problems = check(get_spark(settings), settings)
+    print(report(problems))
+    return 1 if problems else 0
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -220,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sql":
             return cmd_sql(args)
+        if args.command == "check":
+            return cmd_check(args)
         if args.command == "setup":
             return cmd_setup(args)
         if args.command == "info":

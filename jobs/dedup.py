@@ -7,6 +7,10 @@ exact-survivor), so a later batch is compared with earlier ones without recomput
 signatures → bands → candidate pairs → verified edges (estimated Jaccard ≥ threshold) → connected components (label
 propagation in Spark) → survivors (most words, then smallest doc_id: the same whatever the partitioning).
 Earlier decisions are never revised: a new document that joins an earlier cluster is a duplicate of it.
+
+The two tables are two Delta commits: docs_dedup first, then dedup_signatures. A run killed between them leaves
+decisions without signatures, which the next run writes first (:func:`heal_signatures`, from docs_clean's text: the
+same signatures the killed run would have stored), before it compares anything new with them.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from backforth import crash
+from backforth.catalog import SIGNED
 from backforth.config import ConfigError
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
@@ -229,6 +235,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         raise MissingInputError(f"{source} is missing", "clean")
     docs = spark.table(source).where("drop_reason IS NULL").select("doc_id", "text", "n_words")
     earlier = earlier_sigs = None
+    repaired = 0
     if table_exists(spark, target):
         versions = {r[0] for r in spark.table(target).select("dedup_version").distinct().collect()}
         if versions - {cfg.fingerprint()}:
@@ -237,19 +244,41 @@ def run(spark: Any, settings: Any) -> JobResult:
                 f"drop {target} and {sig_table} (or choose other tables) to deduplicate from scratch"
             )
         earlier = spark.table(target).select("doc_id", "cluster_id", "exact_hash")
+        repaired = heal_signatures(spark, cfg, source, target, sig_table)  # before anything is compared with them
         earlier_sigs = spark.table(sig_table)
     docs = keep(pending_rows(spark, docs, target, ["doc_id"]))
     pending = docs.count()
     log.info("%d new documents to deduplicate (%s)", pending, cfg.fingerprint())
     if not pending:
-        return JobResult({"docs_in": 0, "docs_kept": 0})
+        return JobResult({"docs_in": 0, "docs_kept": 0, "signatures_repaired": repaired})
     rows, sigs, stats = deduplicate(spark, docs, cfg, earlier, earlier_sigs)
     rows, sigs = keep(rows), keep(sigs)  # computed once, and cut loose from the targets
     ensure_table(spark, target, rows.schema)
     ensure_table(spark, sig_table, sigs.schema)
     append(rows, target)  # new doc_ids only (anti-joined above)
+    crash.point("dedup.after_docs")
+    append(sigs, sig_table)  # a kill before this commit: the next run re-signs these documents (heal_signatures)
+    return summarize(rows, pending, {**stats, "signatures_repaired": repaired})
+
+
+def heal_signatures(spark: Any, cfg: DedupConfig, source: str, target: str, sig_table: str) -> int:
+    """Sign the documents of docs_dedup that should have a signature and have none (a run killed between its two
+    commits, a deleted row), from their docs_clean text; returns how many. The signature depends on the text and
+    the parameters only, so later batches are compared with exactly what an uninterrupted run stored. One Spark job
+    when nothing is missing."""
+    needed = spark.table(target).where(SIGNED).select("doc_id")
+    if table_exists(spark, sig_table):
+        needed = needed.join(spark.table(sig_table).select("doc_id"), "doc_id", "left_anti")
+    missing = keep(needed.join(spark.table(source).select("doc_id", "text", "n_words"), "doc_id"))
+    count = missing.count()
+    if not count:
+        return 0
+    log.warning("%d documents of %s have no signature in %s (a run killed between its two commits?): "
+                "signing them again from %s", count, target, sig_table, source)  # fmt: skip
+    sigs = keep(signatures_of(missing, cfg).select("doc_id", *SIG_COLUMNS))
+    ensure_table(spark, sig_table, sigs.schema)
     append(sigs, sig_table)
-    return summarize(rows, pending, stats)
+    return count
 
 
 def summarize(rows: Any, pending: int, stats: dict) -> JobResult:

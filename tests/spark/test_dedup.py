@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from backforth import crash
 from backforth.config import ConfigError
 from backforth.jobs.dedup import DedupConfig, deduplicate, run
 
@@ -162,3 +168,101 @@ def test_scratch_tables_where_checkpoints_are_refused_give_the_same_answer(spark
     assert outcome.metrics["docs_kept"] == sum(1 for _, kept, _ in expected.values() if kept)
     left = [r["tableName"] for r in spark.sql(f"SHOW TABLES IN {schema}").collect()]
     assert not [t for t in left if t.startswith("_backforth_scratch_")] and "docs_dedup" in left
+
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def cli(*args: str, data: Path, crash_at: str | None = None) -> tuple[int, str]:
+    """``backforth <args>`` in a process of its own (its own JVM and metastore, in ``data``): exit code and output.
+    A process killed at a crash point leaves its JVM behind for a moment: it goes with the process group."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", crash.ENV)}
+    if crash_at:
+        env[crash.ENV] = crash_at
+    log = data.parent / f"{data.name}-{len(list(data.parent.glob(f'{data.name}-*.log')))}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(BIN / "backforth"), *args, "--set", f"data_dir={data}"], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            code = proc.wait(timeout=300)
+        finally:
+            if crash_at or proc.returncode is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    return code, log.read_text()
+
+
+def printed_metric(output: str, name: str) -> float:
+    return next(float(p[1]) for p in (line.split() for line in output.splitlines()) if len(p) == 2 and p[0] == name)
+
+
+def one_word_edit(t: str, seed: int) -> str:
+    rng = random.Random(seed)
+    words = t.split()
+    words[rng.randrange(len(words))] = rng.choice(VOCAB)
+    return " ".join(words)
+
+
+def decisions(df) -> dict:
+    return {r["doc_id"]: (r["cluster_id"], r["is_kept"], r["dup_reason"], r["exact_hash"]) for r in df.collect()}
+
+
+def stored_signatures(df) -> dict:
+    return {r["doc_id"]: (r["exact_hash"], tuple(r["signature"]), tuple(r["bands"]), r["n_shingles"])
+            for r in df.collect()}  # fmt: skip
+
+
+@pytest.mark.timeout(900)
+def test_killed_between_its_two_commits_a_rerun_repairs_and_later_batches_match_an_uninterrupted_run(
+    spark, make_settings, tmp_path: Path
+) -> None:
+    """The kill the issue found: docs_dedup committed, dedup_signatures not. The rerun signs the documents again, so
+    a later batch of one-word-edited copies is caught exactly as without the kill (compared with an uninterrupted
+    run of the same batches)."""
+    rng = random.Random(11)
+    first = {f"doc{i:03d}": " ".join(rng.choice(VOCAB) for _ in range(300)) for i in range(240)}
+    first.update({f"doc{i:03d}_copy": first[f"doc{i:03d}"].upper() for i in range(0, 20, 4)})
+    first.update({f"doc{i:03d}_near": edit(first[f"doc{i:03d}"], 0.02, i) for i in range(1, 20, 4)})
+    later = {f"doc{i:03d}_edit": one_word_edit(first[f"doc{i:03d}"], i) for i in range(20, 80)}
+    later.update({f"new{i:02d}": " ".join(rng.choice(VOCAB) for _ in range(300)) for i in range(10)})
+
+    settings = make_settings(DedupConfig())  # the uninterrupted run, in this process
+    schema = settings.tables.schema
+    spark.sql(f"CREATE SCHEMA {schema}")
+    write_clean(spark, schema, first)
+    run(spark, settings)
+    write_clean(spark, schema, later)
+    run(spark, settings)
+    expected = decisions(spark.table(f"{schema}.docs_dedup"))
+    expected_sigs = stored_signatures(spark.table(f"{schema}.dedup_signatures"))
+    assert all(expected[k][1:3] == (False, "dup_minhash") for k in later if k.endswith("_edit"))
+
+    data, clean = tmp_path / "killed", tmp_path / "docs_clean"  # the killed run's own data folder, through the CLI
+    frame(spark, first).selectExpr("*", "CAST(NULL AS string) AS drop_reason").write.format("delta").save(str(clean))
+    code, out = cli("sql", "CREATE SCHEMA IF NOT EXISTS backforth",
+                    f"CREATE TABLE backforth.docs_clean USING DELTA LOCATION '{clean}'", data=data)  # fmt: skip
+    assert code == 0, out[-3000:]
+    code, out = cli("dedup", data=data, crash_at="dedup.after_docs")
+    assert code == -signal.SIGKILL and f"{crash.ENV}=dedup.after_docs" in out, out[-3000:]
+    tables = data / "warehouse" / "backforth.db"
+    signed = sum(1 for k, v in expected.items() if k in first and (v[1] or v[2] == "dup_minhash"))
+    assert spark.read.format("delta").load(str(tables / "docs_dedup")).count() == len(first)
+    assert spark.read.format("delta").load(str(tables / "dedup_signatures")).count() == 0
+
+    code, out = cli("check", data=data)
+    assert code == 1 and "has its signature in dedup_signatures" in out and "backforth dedup" in out, out[-3000:]
+    code, out = cli("dedup", data=data)  # the rerun: nothing pending, the missing signatures written
+    assert code == 0, out[-3000:]
+    assert (printed_metric(out, "docs_in"), printed_metric(out, "signatures_repaired")) == (0, signed)
+
+    frame(spark, later).selectExpr("*", "CAST(NULL AS string) AS drop_reason").write.format("delta").mode(
+        "append"
+    ).save(str(clean))
+    code, out = cli("dedup", data=data)
+    assert code == 0, out[-3000:]
+    assert printed_metric(out, "dropped.dup_minhash") == 60 and printed_metric(out, "docs_kept") == 10
+    assert decisions(spark.read.format("delta").load(str(tables / "docs_dedup"))) == expected
+    assert stored_signatures(spark.read.format("delta").load(str(tables / "dedup_signatures"))) == expected_sigs
