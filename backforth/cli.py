@@ -125,7 +125,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     from backforth.tables import quote
 
     settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
-    spark = get_spark(settings)
+    spark = get_spark(settings, read_only=True)
     schema = ".".join(p for p in (settings.tables.catalog, settings.tables.schema) if p)
     if spark.catalog.databaseExists(schema):  # before the first job there is no schema yet; plain SQL still works
         spark.sql(f"USE {quote(schema)}")
@@ -142,7 +142,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from backforth.spark import get_spark
 
     settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
-    problems = check(get_spark(settings), settings)
+    problems = check(get_spark(settings, read_only=True), settings)
     print(report(problems))
     return 1 if problems else 0
 

@@ -110,8 +110,9 @@ def remote_url(settings: Settings) -> str | None:
     return os.environ.get("SPARK_REMOTE") or settings.spark.remote or None
 
 
-def get_spark(settings: Settings) -> SparkSession:
-    """The session a job runs in; see the module docstring for which one."""
+def get_spark(settings: Settings, read_only: bool = False) -> SparkSession:
+    """The session a job runs in; see the module docstring for which one. ``read_only`` (``sql``, ``check``): where
+    another process holds the local metastore, read the tables from the warehouse folder instead of failing."""
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -122,7 +123,70 @@ def get_spark(settings: Settings) -> SparkSession:
         return connect_session(settings, remote)
     if running_on_cluster():
         return SparkSession.builder.appName(settings.spark.app_name).getOrCreate()
+    if metastore_in_use(settings):  # asked before Spark starts: Derby's refusal is thousands of lines of Java
+        if not read_only:
+            raise locked_error(settings)
+        return read_only_session(settings)
     return build_local_session(settings)
+
+
+def metastore_in_use(settings: Settings) -> bool:
+    """Whether another process holds the local metastore of ``settings.data_dir``. Derby keeps an exclusive
+    file lock on ``dbex.lck`` while a database is open; asking for it (and letting go at once) tells. Only called
+    where this process has no session: a POSIX lock released here would release this process's own."""
+    import fcntl
+
+    lock = settings.data_path / "metastore_db" / "dbex.lck"
+    if not lock.is_file():
+        return False
+    with open(lock, "rb+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.lockf(handle, fcntl.LOCK_UN)
+    return False
+
+
+def locked_error(settings: Settings) -> MetastoreLockedError:
+    return MetastoreLockedError(
+        f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
+        "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
+    )
+
+
+def read_only_session(settings: Settings) -> SparkSession:
+    """A local session with an in-memory catalog in which every Delta table of the data folder's warehouse is
+    registered by its location: how ``sql`` and ``check`` read while a job holds the metastore. Delta's snapshot
+    isolation makes the reads consistent; tables created meanwhile by the other process appear on the next call."""
+    import tempfile
+
+    from pyspark.sql import SparkSession
+
+    from backforth.tables import quote
+
+    warehouse = settings.data_path / "warehouse"
+    print(
+        f"[backforth] another process holds the metastore of {settings.data_path}: reading the tables from "
+        f"{warehouse} directly",
+        file=sys.stderr,
+    )
+    conf = local_conf(settings)
+    conf.pop("spark.hadoop.javax.jdo.option.ConnectionURL")
+    conf["spark.sql.catalogImplementation"] = "in-memory"
+    conf["spark.sql.warehouse.dir"] = tempfile.mkdtemp(prefix="backforth-readonly-")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(settings.spark.master).appName(settings.spark.app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    for schema_dir in sorted(warehouse.glob("*.db")):
+        schema = quote(schema_dir.name.removesuffix(".db"))
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table in sorted(p for p in schema_dir.iterdir() if (p / "_delta_log").is_dir()):
+            location = str(table).replace("'", "\\'")
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {schema}.{quote(table.name)} USING delta LOCATION '{location}'")
+    return spark
 
 
 def connect_session(settings: Settings, remote: str) -> SparkSession:
@@ -162,10 +226,7 @@ def start(builder: Any, settings: Settings) -> SparkSession:
     except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
         if "another instance of derby" not in str(exc).lower():
             raise
-    raise MetastoreLockedError(  # outside the except block: the Java error is not chained onto it
-        f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
-        "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
-    )
+    raise locked_error(settings)  # outside the except block: the Java error is not chained onto it
 
 
 def local_conf(settings: Settings) -> dict[str, str]:
