@@ -79,15 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_job(name: str, args: argparse.Namespace) -> int:
     """Resolve config, then run the job in one MLflow run and print its metrics."""
+    from backforth.llm import STEPS
     from backforth.registry import get_job
     from backforth.runner import run_job
 
     spec = get_job(name)
     settings = load_settings(name, spec.config_cls, args.env, args.overrides, args.conf_dir)
+    if name in STEPS:  # the model profile loads (file, YAML, keys) before anything runs, dry or not
+        from backforth.engines.profiles import load_profile
+
+        load_profile(settings.job.model, settings.job.model_options, pin=False)
     if args.dry_run:
         print(dump_yaml(settings), end="")
-        from backforth.llm import STEPS
-
         if name in STEPS:  # what the step would cost, before spending anything
             from backforth.costs import describe, estimate
             from backforth.spark import get_spark
