@@ -27,6 +27,7 @@ MAX_RAW_CHARS = 100_000  # a reject keeps this much of its raw input; file + pos
 MAX_DETAIL_CHARS = 1_000
 GZIP_MAGIC = b"\x1f\x8b"
 WARC_STRUCTURAL = {"warcinfo", "request", "metadata"}  # no document by design: skipped, counted
+TOO_DEEP = "JSON nested deeper than the parser's recursion limit (about 1,000 levels)"
 
 
 class InputLike(Protocol):
@@ -142,6 +143,9 @@ def json_objects(path: Source) -> Iterator[tuple[int, dict[str, Any] | None, str
         except json.JSONDecodeError as exc:
             yield number, None, "", reject(number, "malformed_json", str(exc), text_line)
             continue
+        except RecursionError:  # `[[[[…` thousands deep: Python's parser gives up; the line is rejected, not the file
+            yield number, None, "", reject(number, "too_deep", TOO_DEEP, text_line)
+            continue
         if not isinstance(obj, dict):
             yield number, None, "", reject(number, "not_an_object", f"JSON {type(obj).__name__}", text_line)
             continue
@@ -152,7 +156,13 @@ def read_json_lines(path: Source, spec: dict[str, Any]) -> Iterator[dict[str, An
     """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
     dolma = spec["format"] == "dolma"
     for number, obj, text_line, rejected in json_objects(path):
-        yield rejected if obj is None else document_from_object(obj, number, spec, dolma, text_line)
+        if obj is None:
+            yield rejected
+            continue
+        try:
+            yield document_from_object(obj, number, spec, dolma, text_line)
+        except RecursionError:  # parsed just under the limit, too deep to serialise its metadata again
+            yield reject(number, "too_deep", TOO_DEEP, text_line)
 
 
 def document_from_object(obj: dict, number: int, spec: dict[str, Any], dolma: bool, raw: str) -> dict[str, Any]:

@@ -74,6 +74,8 @@ def test_every_bad_input_is_kept_with_reason(spark, make_settings, tmp_path: Pat
                 json.dumps({"id": "m"}).encode(),
                 json.dumps({"id": "e", "text": ""}).encode(),
                 b"42",
+                b"[" * 10_000 + b"]" * 10_000,  # Python's JSON parser raises RecursionError on these two
+                b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
             ]
         )
     )
@@ -94,6 +96,7 @@ def test_every_bad_input_is_kept_with_reason(spark, make_settings, tmp_path: Pat
         "missing_text": 1,
         "empty_text": 1,
         "not_an_object": 1,
+        "too_deep": 2,
         "truncated_gzip": 1,
     }
     for reason, count in reasons.items():
@@ -105,7 +108,7 @@ def test_every_bad_input_is_kept_with_reason(spark, make_settings, tmp_path: Pat
     assert rows(spark, f"SELECT file, position FROM {schema}.ingest_rejects WHERE reason = 'invalid_utf8'") == [
         (str(mixed), 3)
     ]
-    assert metrics["docs_read"] + metrics["rejects_read"] == 1 + kept_from_cut + 6
+    assert metrics["docs_read"] + metrics["rejects_read"] == 1 + kept_from_cut + 8
 
 
 def test_duplicate_ids_in_one_batch_become_rejects(spark, make_settings, tmp_path: Path) -> None:
