@@ -43,7 +43,8 @@ def test_bad_config_key_is_one_line_on_stderr_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert one_line(out.stderr) == (
         "backforth: config error: --set: unknown key 'job.nope' "
-        "(known keys: inputs, output_table, rejects_table, files_table, reprocess, listing, max_file_bytes)"
+        "(known keys: inputs, output_table, rejects_table, files_table, reprocess, listing, max_file_bytes, "
+        "include_hidden)"
     )
     assert not (tmp_path / "metastore_db").exists()
 
