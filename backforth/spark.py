@@ -155,16 +155,45 @@ def connect_session(settings: Settings, remote: str) -> SparkSession:
     return SparkSession.builder.remote(remote).getOrCreate()
 
 
+_started: list[bool] = []  # a session was started in this process: its JVM may hold the metastore itself
+
+
+def metastore_locked(folder: Path) -> bool:
+    """Whether another process holds Derby's lock on the metastore in ``folder`` (a POSIX lock on ``dbex.lck``).
+    Derby would find out only when the catalog is first used, after ten retries and a few thousand lines of Java
+    trace on stderr; this asks the operating system before Spark starts."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: Derby's own error it is
+        return False
+    try:
+        fd = os.open(folder / "dbex.lck", os.O_RDWR)
+    except OSError:  # no metastore yet, or not ours to open
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock at once
+    return False
+
+
 def start(builder: Any, settings: Settings) -> SparkSession:
     """``builder.getOrCreate()``, with the local metastore's lock said in one line instead of a Java trace."""
-    try:
-        return builder.getOrCreate()
-    except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
-        if "another instance of derby" not in str(exc).lower():
-            raise
+    metastore = settings.data_path / "metastore_db"
+    locked = not _started and metastore_locked(metastore)
+    if not locked:
+        try:
+            session = builder.getOrCreate()
+            _started.append(True)
+            return session
+        except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
+            if "another instance of derby" not in str(exc).lower():
+                raise
     raise MetastoreLockedError(  # outside the except block: the Java error is not chained onto it
-        f"the local metastore {settings.data_path / 'metastore_db'} is held by another backforth/Spark "
-        "process; wait for it to finish, or point this command at another folder with --set data_dir=..."
+        f"the local metastore {metastore} is held by another backforth/Spark process; wait for it to finish, or "
+        "point this command at another folder with --set data_dir=..."
     )
 
 
