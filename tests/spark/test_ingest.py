@@ -218,3 +218,15 @@ def test_hidden_names_are_skipped_recorded_and_can_be_read(spark, make_settings,
     assert rows(spark, f"SELECT count(*) FROM {schema}.docs_raw") == [(4,)]
     with pytest.raises(ConfigError, match="job.include_hidden: .* is listed through Spark"):
         run(spark, make_settings_like(settings, include_hidden=True, listing="spark"))
+
+
+def test_ingest_files_written_before_skip_reason_gets_the_column(spark, make_settings, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", [{"id": "1", "text": "one"}])
+    settings = make_settings(IngestConfig(inputs=[InputSpec(path=str(path), format="jsonl", source="s")]))
+    schema = settings.tables.schema
+    spark.sql(f"CREATE SCHEMA {schema}")
+    old = "file string, size long, mtime double, format string, docs long, rejects long, skipped long, "
+    spark.sql(f"CREATE TABLE {schema}.ingest_files ({old} ingest_batch string, ingested_at timestamp) USING DELTA")
+    assert run(spark, settings)["docs_inserted"] == 1
+    assert rows(spark, f"SELECT docs, skip_reason FROM {schema}.ingest_files") == [(1, None)]
+    assert run(spark, settings)["files_unchanged"] == 1
