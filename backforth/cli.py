@@ -11,10 +11,18 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
 from backforth.config import Settings, dump_yaml, load_settings
 from backforth.errors import ConfigError, UserError
 from backforth.registry import load_jobs
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake (an unknown job or option, a missing value) said in one line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"backforth: {message} (see `{self.prog} --help`)\n")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +50,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with a subcommand per registered job."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="backforth",
         description="Instruction back-and-forth translation on Spark: web text → curated instruction-tuning pairs.",
     )
@@ -85,15 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_job(name: str, args: argparse.Namespace) -> int:
     """Resolve config, then run the job in one MLflow run and print its metrics."""
+    from backforth.llm import STEPS
     from backforth.registry import get_job
     from backforth.runner import run_job
 
     spec = get_job(name)
     settings = load_settings(name, spec.config_cls, args.env, args.overrides, args.conf_dir)
+    if name in STEPS:  # the model profile loads (file, YAML, keys) before anything runs, dry or not
+        from backforth.engines.profiles import load_profile
+
+        load_profile(settings.job.model, settings.job.model_options, pin=False)
     if args.dry_run:
         print(dump_yaml(settings), end="")
-        from backforth.llm import STEPS
-
         if name in STEPS:  # what the step would cost, before spending anything
             from backforth.costs import describe, estimate
             from backforth.spark import get_spark
@@ -129,10 +140,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
     schema = ".".join(p for p in (settings.tables.catalog, settings.tables.schema) if p)
     if spark.catalog.databaseExists(schema):  # before the first job there is no schema yet; plain SQL still works
         spark.sql(f"USE {quote(schema)}")
+    quiet_query_errors()
     for query in args.queries:
         if len(args.queries) > 1:
             print(f"> {query}")
-        spark.sql(query).show(n=args.limit, truncate=80, vertical=False)
+        try:
+            spark.sql(query).show(n=args.limit, truncate=80, vertical=False)
+        except Exception as exc:  # noqa: BLE001 - Spark's error about the query is the user's to fix, in one line
+            raise query_error(spark, schema, query, exc) from None
     return 0
 
 
@@ -145,6 +160,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = check(get_spark(settings, read_only=True), settings)
     print(report(problems))
     return 1 if problems else 0
+
+
+def quiet_query_errors() -> None:
+    """PySpark logs every query error it raises as a JSON line on stderr; the CLI says it once, in its own line."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def query_error(spark: Any, schema: str, query: str, exc: Exception) -> Exception:
+    """``exc`` as a :class:`UserError` when it is Spark's verdict on the query (an unknown table or column, a syntax
+    error, a failed cast): its first line, plus the tables there are when a table was not found. Anything else (an
+    internal error, a lost connection) is returned as it is: a bug keeps its trace."""
+    from pyspark.errors import PySparkException
+
+    condition = exc.getCondition() if isinstance(exc, PySparkException) else None
+    if not condition or condition.startswith("INTERNAL_ERROR"):
+        return exc
+    first = str(exc).strip().splitlines()[0]
+    hint = ""
+    if condition in ("TABLE_OR_VIEW_NOT_FOUND", "SCHEMA_NOT_FOUND"):
+        known = spark.catalog.databaseExists(schema) and sorted(t.name for t in spark.catalog.listTables(schema))
+        hint = f" (tables in {schema}: {', '.join(known)})" if known else f" (no tables in {schema} yet)"
+    return UserError(f"sql: {first}{hint}")
 
 
 def cmd_setup(args: argparse.Namespace) -> int:

@@ -77,6 +77,12 @@ class Settings:
         return Path(self.data_dir).expanduser().resolve()
 
 
+def at_least(low: float, default: Any = None) -> Any:
+    """A dataclass field whose value, when set, must be ``low`` or more (checked when the config is built, the file
+    and key named): ``shard_rows: int | None = at_least(1)``."""
+    return field(default=default, metadata={"min": low})
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Loading and merging
 
@@ -90,14 +96,25 @@ def default_conf_dir() -> Path:
     raise ConfigError("no conf/base.yaml found: run from the project folder or pass --conf-dir")
 
 
+def conf_folder(conf_dir: Path | str | None) -> Path:
+    """The config folder ``--conf-dir`` names (which must exist), else :func:`default_conf_dir`."""
+    if not conf_dir:
+        return default_conf_dir()
+    if not Path(conf_dir).is_dir():
+        raise ConfigError(f"--conf-dir {conf_dir}: no such folder (it holds base.yaml, env/, jobs/ and models/)")
+    return Path(conf_dir)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one YAML layer; an empty file is an empty layer."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:  # e.g. a --conf-dir with env/ but no base.yaml
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:  # one line: where, and what the parser expected (its own text spans lines)
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -156,7 +173,7 @@ def load_settings(
     conf_dir: Path | None = None,
 ) -> Settings:
     """Merge the layers for ``job`` in ``env`` and build a validated :class:`Settings`."""
-    conf_dir = Path(conf_dir) if conf_dir else default_conf_dir()
+    conf_dir = conf_folder(conf_dir)
     raw: dict[str, Any] = {"env": env}
     origin: dict[str, str] = {"env": "--env"}
     env_file = conf_dir / "env" / f"{env}.yaml"
@@ -180,6 +197,8 @@ def load_settings(
     elif "job" not in raw:
         raw["job"] = {}
     settings = build(Settings, raw, origin, "", {"job": job_cls} if job_cls else {})
+    if not settings.data_dir.strip():  # "" would put the warehouse and the metastore in the working directory
+        raise ConfigError(f"{_where(origin, 'data_dir')}: data_dir is empty: name a folder (default .backforth)")
     return settings
 
 
@@ -214,7 +233,10 @@ def build(cls: type, data: Any, origin: dict[str, str], prefix: str, special: di
         dotted = f"{prefix}{name}"
         tp = (special or {}).get(name, hints[name])
         if name in data:
-            kwargs[name] = coerce(tp, data[name], origin, dotted)
+            kwargs[name] = value = coerce(tp, data[name], origin, dotted)
+            low = f.metadata.get("min")
+            if low is not None and value is not None and value < low:
+                raise ConfigError(f"{_where(origin, dotted)}: {dotted}: {value!r} is less than {low}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(
                 f"{_where(origin, prefix.rstrip('.')) if prefix else 'config'}: missing required value '{dotted}' "

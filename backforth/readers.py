@@ -27,6 +27,7 @@ MAX_RAW_CHARS = 100_000  # a reject keeps this much of its raw input; file + pos
 MAX_DETAIL_CHARS = 1_000
 GZIP_MAGIC = b"\x1f\x8b"
 WARC_STRUCTURAL = {"warcinfo", "request", "metadata"}  # no document by design: skipped, counted
+TOO_DEEP = "JSON nested deeper than the parser's recursion limit (about 1,000 levels)"
 
 
 class InputLike(Protocol):
@@ -50,9 +51,31 @@ def is_uri(path: str) -> bool:
     return bool(URI.match(path))
 
 
-def plan_files(inputs: Sequence[S]) -> list[tuple[S, str, int, float]]:
-    """Expand every input to (spec, absolute path, size, mtime); a path that matches nothing is an error."""
-    planned = []
+def hidden_name(name: str) -> bool:
+    """Hadoop's convention, which Spark's file listing follows: names starting with ``_`` or ``.`` (``_SUCCESS``,
+    ``.crc``, ``_temporary/``) are not data."""
+    return name.startswith(("_", "."))
+
+
+def walk(folder: str, include_hidden: bool) -> tuple[list[str], list[str]]:
+    """(files, files skipped for a hidden name of their own or of a folder on the way) under ``folder``."""
+    found, hidden = [], []
+    for d, _, files in os.walk(folder):
+        inside_hidden = d != folder and any(hidden_name(part) for part in os.path.relpath(d, folder).split(os.sep))
+        for f in files:
+            path = os.path.join(d, f)
+            (hidden if not include_hidden and (inside_hidden or hidden_name(f)) else found).append(path)
+    return found, hidden
+
+
+def scan_inputs(
+    inputs: Sequence[S], include_hidden: bool = False
+) -> tuple[list[tuple[S, str, int, float]], list[tuple[S, str, int, float]]]:
+    """Expand every input to the files to read and the files skipped for a hidden name (see :func:`hidden_name`;
+    ``include_hidden`` reads them too), each as (spec, absolute path, size, mtime). A folder is walked recursively, a
+    glob expanded; an input that matches no file to read is an error."""
+    planned: list[tuple[S, str, int, float]] = []
+    skipped: list[tuple[S, str, int, float]] = []
     for spec in inputs:
         if is_uri(spec.path):
             raise BadPathError(
@@ -61,18 +84,27 @@ def plan_files(inputs: Sequence[S]) -> list[tuple[S, str, int, float]]:
             )
         path = os.path.abspath(os.path.expanduser(spec.path))
         if os.path.isdir(path):
-            found = [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.startswith((".", "_"))]
+            found, hidden = walk(path, include_hidden)
         else:
-            found = glob.glob(path, recursive=True)
+            matched = glob.glob(path, recursive=True)
+            hidden = [p for p in matched if not include_hidden and hidden_name(os.path.basename(p))]
+            found = [p for p in matched if p not in hidden]
         if not found:
-            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file")
-        for p in sorted(found):
-            try:
-                stat = os.stat(p)
-            except OSError:  # a dangling link: listed with the link's own size and time, its reader records why
-                stat = os.lstat(p)  # it cannot be read (unreadable_file), and the rest of the batch goes on
-            planned.append((spec, p, stat.st_size, stat.st_mtime))
-    return planned
+            why = f" (only {len(hidden)} with a name starting with _ or ., which are skipped)" if hidden else ""
+            raise BadPathError(f"job.inputs: {spec.path} ({spec.format}) matches no file{why}")
+        for files, out in ((found, planned), (hidden, skipped)):
+            for p in sorted(files):
+                try:
+                    stat = os.stat(p)
+                except OSError:  # a dangling link: listed with the link's own size and time, its reader records
+                    stat = os.lstat(p)  # why it cannot be read (unreadable_file), and the rest of the batch goes on
+                out.append((spec, p, stat.st_size, stat.st_mtime))
+    return planned, skipped
+
+
+def plan_files(inputs: Sequence[S], include_hidden: bool = False) -> list[tuple[S, str, int, float]]:
+    """The files to read of :func:`scan_inputs`."""
+    return scan_inputs(inputs, include_hidden)[0]
 
 
 def reject(position: int, reason: str, detail: str = "", raw: str | bytes | None = None) -> dict[str, Any]:
@@ -142,6 +174,9 @@ def json_objects(path: Source) -> Iterator[tuple[int, dict[str, Any] | None, str
         except json.JSONDecodeError as exc:
             yield number, None, "", reject(number, "malformed_json", str(exc), text_line)
             continue
+        except RecursionError:  # `[[[[…` thousands deep: Python's parser gives up; the line is rejected, not the file
+            yield number, None, "", reject(number, "too_deep", TOO_DEEP, text_line)
+            continue
         if not isinstance(obj, dict):
             yield number, None, "", reject(number, "not_an_object", f"JSON {type(obj).__name__}", text_line)
             continue
@@ -152,7 +187,13 @@ def read_json_lines(path: Source, spec: dict[str, Any]) -> Iterator[dict[str, An
     """Dolma-style or plain JSONL (gzipped or not): one document per line, fields named by ``spec``."""
     dolma = spec["format"] == "dolma"
     for number, obj, text_line, rejected in json_objects(path):
-        yield rejected if obj is None else document_from_object(obj, number, spec, dolma, text_line)
+        if obj is None:
+            yield rejected
+            continue
+        try:
+            yield document_from_object(obj, number, spec, dolma, text_line)
+        except RecursionError:  # parsed just under the limit, too deep to serialise its metadata again
+            yield reject(number, "too_deep", TOO_DEEP, text_line)
 
 
 def document_from_object(obj: dict, number: int, spec: dict[str, Any], dolma: bool, raw: str) -> dict[str, Any]:

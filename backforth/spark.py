@@ -123,29 +123,11 @@ def get_spark(settings: Settings, read_only: bool = False) -> SparkSession:
         return connect_session(settings, remote)
     if running_on_cluster():
         return SparkSession.builder.appName(settings.spark.app_name).getOrCreate()
-    if metastore_in_use(settings):  # asked before Spark starts: Derby's refusal is thousands of lines of Java
+    if not _started and metastore_locked(settings.data_path / "metastore_db"):  # asked before Spark starts
         if not read_only:
             raise locked_error(settings)
         return read_only_session(settings)
     return build_local_session(settings)
-
-
-def metastore_in_use(settings: Settings) -> bool:
-    """Whether another process holds the local metastore of ``settings.data_dir``. Derby keeps an exclusive
-    file lock on ``dbex.lck`` while a database is open; asking for it (and letting go at once) tells. Only called
-    where this process has no session: a POSIX lock released here would release this process's own."""
-    import fcntl
-
-    lock = settings.data_path / "metastore_db" / "dbex.lck"
-    if not lock.is_file():
-        return False
-    with open(lock, "rb+") as handle:
-        try:
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.lockf(handle, fcntl.LOCK_UN)
-    return False
 
 
 def locked_error(settings: Settings) -> MetastoreLockedError:
@@ -219,10 +201,36 @@ def connect_session(settings: Settings, remote: str) -> SparkSession:
     return SparkSession.builder.remote(remote).getOrCreate()
 
 
+_started: list[bool] = []  # a session was started in this process: its JVM may hold the metastore itself
+
+
+def metastore_locked(folder: Path) -> bool:
+    """Whether another process holds Derby's lock on the metastore in ``folder`` (a POSIX lock on ``dbex.lck``).
+    Derby would find out only when the catalog is first used, after ten retries and a few thousand lines of Java
+    trace on stderr; this asks the operating system before Spark starts."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: Derby's own error it is
+        return False
+    try:
+        fd = os.open(folder / "dbex.lck", os.O_RDWR)
+    except OSError:  # no metastore yet, or not ours to open
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock at once
+    return False
+
+
 def start(builder: Any, settings: Settings) -> SparkSession:
     """``builder.getOrCreate()``, with the local metastore's lock said in one line instead of a Java trace."""
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
+        _started.append(True)
+        return session
     except Exception as exc:  # py4j surfaces Derby's lock as a long Java trace; say what it means, without it
         if "another instance of derby" not in str(exc).lower():
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from backforth.config import at_least
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
 from backforth.udfs.llm import make_instruction_cleaner
@@ -28,9 +29,9 @@ class BacktranslateConfig:
     sampling: Sampling = field(default_factory=lambda: Sampling(temperature=1.0, top_p=0.9, max_tokens=128))
     prompt: str = "backtranslate"  # udfs/prompts/<prompt>.yaml
     version: str = "bt-v1"  # bump when the output cleaning's code changes
-    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
-    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
-    limit: int | None = None  # generate at most this many pending documents (smallest doc_id first)
+    shard_rows: int | None = at_least(1)  # rows per Delta append; null = engines × engine batch × 4 (backforth.shards)
+    shards_in_flight: int = at_least(1, 2)  # shards generating at once: engines never wait for a shard's tail or commit
+    limit: int | None = at_least(0)  # generate at most this many pending documents (smallest doc_id first)
     min_words: int = 3
     max_words: int = 120
 

@@ -20,15 +20,16 @@ import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from functools import reduce
 from typing import Any, Literal
 
-from backforth.config import ConfigError
+from backforth.config import ConfigError, at_least
 from backforth.errors import BadPathError
 from backforth.keep import keep, release
-from backforth.readers import MAX_RAW_CHARS, is_uri, plan_files
+from backforth.readers import MAX_RAW_CHARS, is_uri, scan_inputs
 from backforth.registry import job
 from backforth.spark import remote_url
-from backforth.tables import append, ensure_table, insert_new, qualify
+from backforth.tables import append, ensure_table, insert_new, qualify, quote
 from backforth.udfs.text import doc_id_column
 
 log = logging.getLogger("backforth.ingest")
@@ -61,7 +62,11 @@ class IngestConfig:
     # task's memory (s3a://, abfss://, gs://, dbfs:/, /Volumes). auto: spark for URIs, and for every input when the
     # session is a Spark Connect client of a remote cluster; local otherwise.
     listing: Literal["auto", "local", "spark"] = "auto"
-    max_file_bytes: int = SPARK_MAX_FILE_BYTES  # larger files read through Spark become file_too_large rejects
+    max_file_bytes: int = at_least(1, SPARK_MAX_FILE_BYTES)  # larger files read through Spark: file_too_large rejects
+    # Names starting with _ or . (_SUCCESS, .crc, _temporary/) are not data by Hadoop's convention: skipped, each
+    # one an ingest_files row with skip_reason hidden_name. true: the local walk reads them too (Spark's listing
+    # never returns them, so an input listed through Spark cannot).
+    include_hidden: bool = False
 
 
 RECORD_SCHEMA = (
@@ -78,15 +83,21 @@ REJECTS_SCHEMA = (
 )
 FILES_SCHEMA = (
     "file string, size long, mtime double, format string, docs long, rejects long, skipped long, "
-    "ingest_batch string, ingested_at timestamp"
-)
+    "ingest_batch string, ingested_at timestamp, skip_reason string"
+)  # skip_reason: NULL for a file read, hidden_name for one skipped (docs, rejects, skipped NULL)
+HIDDEN = "hidden_name"
 
 
-def unchanged_files(spark: Any, files_fqn: str, planned: list[tuple[InputSpec, str, int, float]]) -> set[str]:
-    """Paths already read with the same size and mtime (per ``ingest_files``)."""
-    wanted = {(p, size, mtime) for _, p, size, mtime in planned}
-    seen = spark.table(files_fqn).select("file", "size", "mtime").distinct().collect()
-    return {r["file"] for r in seen if (r["file"], r["size"], r["mtime"]) in wanted}
+def recorded_files(spark: Any, files_fqn: str, planned: list, hidden: list) -> tuple[set[str], set[str]]:
+    """(paths of ``planned`` already read, paths of ``hidden`` already recorded as skipped), each with the same size
+    and mtime (per ``ingest_files``)."""
+    table = spark.table(files_fqn)
+    if "skip_reason" not in table.columns:  # written before skipped files were recorded
+        spark.sql(f"ALTER TABLE {quote(files_fqn)} ADD COLUMNS (skip_reason string)")
+        table = spark.table(files_fqn)
+    seen = {tuple(r) for r in table.select("file", "size", "mtime", "skip_reason").distinct().collect()}
+    read = {p for _, p, size, mtime in planned if (p, size, mtime, None) in seen}
+    return read, {p for _, p, size, mtime in hidden if (p, size, mtime, HIDDEN) in seen}
 
 
 FLUSH_ROWS, FLUSH_CHARS = 2_000, 32 << 20  # an Arrow batch ends after this many records or characters
@@ -134,9 +145,9 @@ def file_name(path: str) -> str:
 
 
 def list_with_spark(spark: Any, inputs: list[InputSpec]) -> tuple[list[tuple[InputSpec, str, int, float]], dict]:
-    """Expand inputs through Spark's filesystems: (planned files as :func:`plan_files` gives them, file name →
-    the path Spark reads it by). Folders are read recursively; names starting with ``_`` or ``.`` are skipped, as
-    Hadoop does (and as the local listing does)."""
+    """Expand inputs through Spark's filesystems: (planned files as the local listing gives them, file name → the
+    path Spark reads it by). Folders are read recursively; Spark never lists names starting with ``_`` or ``.``
+    (Hadoop's convention, which the local walk follows too), so here they are neither read nor counted."""
     from pyspark.sql import functions as F
 
     planned, locations = [], {}
@@ -205,21 +216,41 @@ def listed_by_spark(spec: InputSpec, cfg: IngestConfig, settings: Any) -> bool:
 
 
 def read_parquet_files(spark: Any, spec: InputSpec, paths: list[str]) -> Any:
-    """Parquet through Spark's own reader; positions are row indexes within each file."""
+    """Parquet through Spark's own reader; positions are row indexes within each file. The files of one input are
+    read together when their schemas merge; when they do not (``text`` a string in one file and a number in
+    another), each file is read with its own schema, so the odd file's rows become rejects and the rest is read."""
+    try:
+        df = spark.read.option("mergeSchema", "true").parquet(*paths)
+        columns = df.columns  # over Spark Connect the schemas are read and merged here
+    except Exception as exc:  # noqa: BLE001 - Py4J's error in a classic session, Connect's own over Connect
+        if "CANNOT_MERGE_SCHEMAS" not in str(exc):
+            raise
+        log.warning("%s: the Parquet files' schemas do not merge; reading each file with its own", spec.path)
+        parts = [parquet_records(spark.read.parquet(p), spec) for p in paths]
+        return reduce(lambda a, b: a.unionByName(b), parts)
+    if spec.text_field not in columns:
+        raise ConfigError(f"job.inputs: {spec.path}: no column '{spec.text_field}' (columns: {', '.join(columns)})")
+    return parquet_records(df, spec)
+
+
+def parquet_records(df: Any, spec: InputSpec) -> Any:
+    """Parquet rows as records: a document, or a reject when the text is missing, blank or not a string."""
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(*paths)
-    if spec.text_field not in df.columns:
-        raise ConfigError(f"job.inputs: {spec.path}: no column '{spec.text_field}' (columns: {', '.join(df.columns)})")
-    if dict(df.dtypes)[spec.text_field] != "string":
-        raise ConfigError(f"job.inputs: {spec.path}: column '{spec.text_field}' is {dict(df.dtypes)[spec.text_field]}")
+    name, dtype = spec.text_field, dict(df.dtypes).get(spec.text_field)
 
-    def optional(name: str | None) -> Any:
-        return F.col(name).cast("string") if name and name in df.columns else F.lit(None).cast("string")
+    def optional(column: str | None) -> Any:
+        return F.col(column).cast("string") if column and column in df.columns else F.lit(None).cast("string")
 
-    text = F.col(spec.text_field)
-    others = [c for c in df.columns if c != spec.text_field]
-    reason = F.when(text.isNull(), "missing_text").when(F.trim(text) == "", "empty_text")
+    if dtype == "string":
+        text = F.col(name)
+        reason = F.when(text.isNull(), "missing_text").when(F.trim(text) == "", "empty_text")
+        detail = F.concat(F.lit(f"'{name}' "), reason)
+    else:  # a file of its own (see read_parquet_files) without the column, or with another type
+        text = F.lit(None).cast("string")
+        reason = F.lit("missing_text" if dtype is None else "bad_text_type")
+        detail = F.lit(f"no column '{name}'" if dtype is None else f"'{name}' is {dtype}")
+    others = [c for c in df.columns if c != name]
     return df.select(
         F.when(reason.isNull(), "doc").otherwise("reject").alias("kind"),
         F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?(?=/)", "").alias("file"),
@@ -232,59 +263,82 @@ def read_parquet_files(spark: Any, spec: InputSpec, paths: list[str]) -> Any:
         F.lit(None).cast("string").alias("created"),
         (F.to_json(F.struct(*others)) if others else F.lit(None).cast("string")).alias("metadata"),
         reason.alias("reason"),
-        F.when(reason.isNotNull(), F.concat(F.lit(f"'{spec.text_field}' "), reason)).alias("detail"),
+        F.when(reason.isNotNull(), detail).alias("detail"),
         F.when(reason.isNotNull(), F.substring(F.to_json(F.struct(*df.columns)), 1, MAX_RAW_CHARS)).alias("raw"),
     )
 
 
-def split_records(records: Any, batch: str) -> tuple[Any, Any]:
-    """(documents unique on doc_id, rejects): repeated ids within a batch become ``duplicate_id`` rejects."""
+def mark_duplicates(records: Any) -> Any:
+    """``records`` with a ``doc_id`` on every document, and each document whose ``doc_id`` came earlier in the batch
+    (by file, position) turned into a ``duplicate_id`` reject: counted as a reject of its file, not a document."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    stamp = [F.lit(batch).alias("ingest_batch"), F.current_timestamp().alias("ingested_at")]
-    docs = records.where("kind = 'doc'").withColumn("doc_id", doc_id_column())
+    is_doc = F.col("kind") == "doc"
     first = Window.partitionBy("doc_id").orderBy("file", "position")
-    docs = docs.withColumn("_n", F.row_number().over(first))
-    kept = docs.where("_n = 1").select(*[c.split()[0] for c in DOCS_SCHEMA.split(", ")[:-2]], *stamp)
-    repeated = docs.where("_n > 1").select(
-        "file",
-        "position",
-        F.lit("duplicate_id").alias("reason"),
-        F.concat(F.lit("doc_id "), F.col("doc_id"), F.lit(" already read earlier in this batch")).alias("detail"),
-        F.col("text").alias("raw"),
-        "source_format",
-        *stamp,
+    marked = records.withColumn("doc_id", F.when(is_doc, doc_id_column())).withColumn(
+        "_repeat", is_doc & (F.row_number().over(first) > 1)
     )
+    repeat = F.col("_repeat")
+    detail = F.concat(F.lit("doc_id "), F.col("doc_id"), F.lit(" already read earlier in this batch"))
+    changed = {
+        "kind": F.when(repeat, "reject").otherwise(F.col("kind")),
+        "reason": F.when(repeat, "duplicate_id").otherwise(F.col("reason")),
+        "detail": F.when(repeat, detail).otherwise(F.col("detail")),
+        "raw": F.when(repeat, F.col("text")).otherwise(F.col("raw")),
+    }
+    return marked.select(*[changed[c].alias(c) if c in changed else c for c in RECORD_COLUMNS], "doc_id")
+
+
+def split_records(records: Any, batch: str) -> tuple[Any, Any]:
+    """(documents, rejects) of records marked by :func:`mark_duplicates`, stamped with the batch."""
+    from pyspark.sql import functions as F
+
+    stamp = [F.lit(batch).alias("ingest_batch"), F.current_timestamp().alias("ingested_at")]
+    docs = records.where("kind = 'doc'").select(*[c.split()[0] for c in DOCS_SCHEMA.split(", ")[:-2]], *stamp)
     rejects = records.where("kind = 'reject'").select(
         "file", "position", "reason", "detail", "raw", "source_format", *stamp
     )
-    return kept, rejects.unionByName(repeated)
+    return docs, rejects
 
 
 def file_rows(planned: list, counts: list, batch: str) -> list[tuple]:
-    """Rows for ``ingest_files``: one per file read, with its doc, reject and skip counts."""
+    """Rows for ``ingest_files``: one per file read, with its doc, reject and skip counts (``skip_reason`` NULL)."""
     per_file: dict[tuple[str, str], int] = {}
     for row in counts:
         per_file[(row["file"], row["kind"])] = per_file.get((row["file"], row["kind"]), 0) + row["count"]
     return [
         (p, size, mtime, spec.format, per_file.get((p, "doc"), 0), per_file.get((p, "reject"), 0),
-         per_file.get((p, "skip"), 0), batch)
+         per_file.get((p, "skip"), 0), batch, None)
         for spec, p, size, mtime in planned
     ]  # fmt: skip
+
+
+def record_files(spark: Any, rows: list[tuple], files_fqn: str) -> None:
+    """Append ``rows`` (as :func:`file_rows` gives them) to ``ingest_files``."""
+    from pyspark.sql import functions as F
+
+    if rows:
+        schema = FILES_SCHEMA.replace(", ingested_at timestamp", "")
+        append(spark.createDataFrame(rows, schema).withColumn("ingested_at", F.current_timestamp()), files_fqn)
 
 
 @job("ingest", config=IngestConfig)
 def run(spark: Any, settings: Any) -> dict[str, float]:
     """Read every new or changed input file and insert its new documents and rejects."""
-    from pyspark.sql import functions as F
-
     cfg: IngestConfig = settings.job
     if not cfg.inputs:
         raise ConfigError("job.inputs is empty: name at least one file, folder or glob (see conf/jobs/ingest.yaml)")
     via_spark = [spec for spec in cfg.inputs if listed_by_spark(spec, cfg, settings)]
-    planned = plan_files([spec for spec in cfg.inputs if spec not in via_spark])  # a bad path fails before any
-    listed, locations = list_with_spark(spark, via_spark)  # table is created
+    if cfg.include_hidden and via_spark:
+        raise ConfigError(
+            f"job.include_hidden: {via_spark[0].path} is listed through Spark, whose listing never returns names "
+            "starting with _ or . (not even named one by one); rename such files, or read them from a disk every "
+            "executor sees with job.listing: local"
+        )
+    local = [spec for spec in cfg.inputs if spec not in via_spark]
+    planned, hidden = scan_inputs(local, cfg.include_hidden)  # a bad path fails before any table is created
+    listed, locations = list_with_spark(spark, via_spark)
     planned += listed
     docs_fqn, rejects_fqn, files_fqn = (
         qualify(settings, t) for t in (cfg.output_table, cfg.rejects_table, cfg.files_table)
@@ -292,41 +346,47 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     for fqn, schema in ((docs_fqn, DOCS_SCHEMA), (rejects_fqn, REJECTS_SCHEMA), (files_fqn, FILES_SCHEMA)):
         ensure_table(spark, fqn, spark.createDataFrame([], schema).schema)
 
-    skip = set() if cfg.reprocess else unchanged_files(spark, files_fqn, planned)
+    unchanged, hidden_recorded = recorded_files(spark, files_fqn, planned, hidden)
+    skip = set() if cfg.reprocess else unchanged
     todo = [item for item in planned if item[1] not in skip]
     log.info("%d input files: %d to read, %d unchanged since their last ingest", len(planned), len(todo), len(skip))
-    metrics: dict[str, float] = {"files_planned": len(planned), "files_unchanged": len(skip), "files_read": len(todo)}
+    if hidden:
+        log.info(
+            "%d files skipped for a name starting with _ or . (job.include_hidden: true reads them), e.g. %s",
+            len(hidden), hidden[0][1],
+        )  # fmt: skip
+    metrics: dict[str, float] = {"files_planned": len(planned), "files_unchanged": len(skip), "files_read": len(todo),
+                                 "files_skipped_hidden": len(hidden)}  # fmt: skip
+    batch = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    skipped_rows = [(p, size, mtime, spec.format, None, None, None, batch, HIDDEN)
+                    for spec, p, size, mtime in hidden if p not in hidden_recorded]  # fmt: skip
     if not todo:
+        record_files(spark, skipped_rows, files_fqn)
         return {**metrics, "docs_read": 0, "docs_inserted": 0, "rejects_read": 0, "rejects_inserted": 0}
 
-    batch = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     parts = [read_text_files(spark, [item for item in todo if item[1] not in locations])]
     if any(item[1] in locations for item in todo):
         spark_todo = [item for item in todo if item[1] in locations]
         parts.append(read_text_files_spark(spark, spark_todo, locations, cfg.max_file_bytes))
     for spec in {id(s): s for s, *_ in todo if s.format == "parquet"}.values():
         parts.append(read_parquet_files(spark, spec, [locations.get(p, p) for s, p, *_ in todo if s is spec]))
-    records = parts[0]
-    for part in parts[1:]:
-        records = records.unionByName(part)
-    records = keep(records)  # parsed once, then split into two tables and counted
+    records = reduce(lambda a, b: a.unionByName(b), parts)
+    records = keep(mark_duplicates(records))  # parsed once, then counted and split into two tables
     counts = records.groupBy("file", "kind", "reason").count().collect()
     docs, rejects = split_records(records, batch)
     inserted = insert_new(spark, docs, docs_fqn, ["doc_id"])
     rejected = insert_new(spark, rejects, rejects_fqn, ["file", "position", "reason"])
-    manifest = spark.createDataFrame(file_rows(todo, counts, batch), FILES_SCHEMA.rsplit(",", 1)[0])
-    append(manifest.withColumn("ingested_at", F.current_timestamp()), files_fqn)
+    record_files(spark, file_rows(todo, counts, batch) + skipped_rows, files_fqn)
 
+    metrics["rejects.duplicate_id"] = 0
     for row in counts:
         if row["kind"] in ("reject", "skip"):
             key = f"{'rejects' if row['kind'] == 'reject' else 'skipped'}.{row['reason']}"
             metrics[key] = metrics.get(key, 0) + row["count"]
-    metrics["docs_read"] = sum(r["count"] for r in counts if r["kind"] == "doc")
+    metrics["docs_read"] = sum(r["count"] for r in counts if r["kind"] == "doc")  # unique on doc_id in the batch
     metrics["rejects_read"] = sum(r["count"] for r in counts if r["kind"] == "reject")
-    distinct_ids = records.where("kind = 'doc'").select(doc_id_column().alias("doc_id")).distinct().count()
-    metrics["rejects.duplicate_id"] = metrics["docs_read"] - distinct_ids
     metrics["docs_inserted"] = inserted.get("num_inserted_rows", 0)
-    metrics["docs_already_present"] = distinct_ids - metrics["docs_inserted"]
+    metrics["docs_already_present"] = metrics["docs_read"] - metrics["docs_inserted"]
     metrics["rejects_inserted"] = rejected.get("num_inserted_rows", 0)
     release(records)
     log.info(

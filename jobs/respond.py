@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from backforth.config import at_least
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
 from backforth.udfs.llm import make_response_extractor
@@ -37,9 +38,9 @@ class RewriteConfig:
     prompt: str = "rewrite"
     accept_untagged: bool = True  # an output without any tag is taken whole (status ok_untagged)
     version: str = "rw-v1"
-    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
-    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
-    limit: int | None = None
+    shard_rows: int | None = at_least(1)  # rows per Delta append; null = engines × engine batch × 4 (backforth.shards)
+    shards_in_flight: int = at_least(1, 2)  # shards generating at once: engines never wait for a shard's tail or commit
+    limit: int | None = at_least(0)
 
 
 @dataclass

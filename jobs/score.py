@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from backforth.config import at_least
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
 from backforth.plots import bar_chart
@@ -43,9 +44,9 @@ class ScoreConfig:
     min_digit_mass: float = 0.5  # logprob mode: below this probability on 1-5 the score is invalid
     sanity_pairs: int = 20  # control pairs with another document's instruction (0 = no sanity check)
     version: str = "score-v1"
-    shard_rows: int | None = None  # rows per Delta append; null = engines × the engine's batch × 4 (backforth.shards)
-    shards_in_flight: int = 2  # shards generating at once: engines never wait for a shard's tail or commit
-    limit: int | None = None
+    shard_rows: int | None = at_least(1)  # rows per Delta append; null = engines × engine batch × 4 (backforth.shards)
+    shards_in_flight: int = at_least(1, 2)  # shards generating at once: engines never wait for a shard's tail or commit
+    limit: int | None = at_least(0)
 
 
 def judge_template(cfg: ScoreConfig, template: PromptTemplate) -> PromptTemplate:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backforth.config import ConfigError, build, default_conf_dir, merge_layer, read_yaml
+from backforth.config import ConfigError, build, conf_folder, merge_layer, read_yaml
 from backforth.engines.base import ModelProfile
 from backforth.errors import MissingInputError
 from backforth.models import REGISTERED_OPTION
@@ -21,15 +21,18 @@ from backforth.registered_models import is_registry_uri
 
 
 def profile_dir(conf_dir: Path | None = None) -> Path:
-    return (Path(conf_dir) if conf_dir else default_conf_dir()) / "models"
+    return conf_folder(conf_dir) / "models"
 
 
 def known_profiles(conf_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in profile_dir(conf_dir).glob("*.yaml"))
 
 
-def load_profile(name: str, overrides: Mapping[str, Any] | None = None, conf_dir: Path | None = None) -> ModelProfile:
-    """Read profile ``name`` and apply ``overrides`` (a job's ``model_options``); unknown keys fail, naming the file."""
+def load_profile(
+    name: str, overrides: Mapping[str, Any] | None = None, conf_dir: Path | None = None, pin: bool = True
+) -> ModelProfile:
+    """Read profile ``name`` and apply ``overrides`` (a job's ``model_options``); unknown keys fail, naming the file.
+    ``pin=False`` leaves a ``models:/`` reference unresolved (a check before any MLflow store is set up)."""
     path = profile_dir(conf_dir) / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(known_profiles(conf_dir)) or "none"
@@ -40,7 +43,9 @@ def load_profile(name: str, overrides: Mapping[str, Any] | None = None, conf_dir
     if overrides:
         merge_layer(raw, dict(overrides), origin, "job.model_options")
     profile = build(ModelProfile, raw, origin, "")
-    return pin_registered(profile, origin.get("model", str(path))) if is_registry_uri(profile.model) else profile
+    if pin and is_registry_uri(profile.model):
+        return pin_registered(profile, origin.get("model", str(path)))
+    return profile
 
 
 def pin_registered(profile: ModelProfile, where: str = "") -> ModelProfile:

@@ -1,10 +1,12 @@
 """The error model: a mistake the user can fix is one line on stderr and exit code 2; a bug keeps its traceback.
 
-The cases that need Spark (a missing input table, an input path that matches nothing) are in tests/spark/test_errors.py.
+The cases that need Spark run in process in tests/spark/test_missing_inputs.py and through the CLI in
+tests/e2e/test_user_errors.py.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +45,8 @@ def test_bad_config_key_is_one_line_on_stderr_exit_2(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert one_line(out.stderr) == (
         "backforth: config error: --set: unknown key 'job.nope' "
-        "(known keys: inputs, output_table, rejects_table, files_table, reprocess, listing, max_file_bytes)"
+        "(known keys: inputs, output_table, rejects_table, files_table, reprocess, listing, max_file_bytes, "
+        "include_hidden)"
     )
     assert not (tmp_path / "metastore_db").exists()
 
@@ -136,3 +139,43 @@ def test_a_bug_prints_its_traceback_and_exit_1(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1
     assert "Traceback" in out.stderr and out.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+
+
+def test_user_errors_before_spark_are_one_line_in_a_real_cli(tmp_path: Path) -> None:
+    """Every mistake that fails before Spark starts, as a user meets it: a CLI process each (run side by side), one
+    line naming the fix on stderr, exit code 2, no traceback. The README's table of user errors lists them; the ones
+    where Spark has started are in tests/e2e/test_user_errors.py."""
+    broken = tmp_path / "conf"
+    shutil.copytree(REPO / "conf", broken)
+    (broken / "env" / "local.yaml").write_text("spark:\n  master: local[2]\n   app_name: x\n")
+    data = ["--set", f"data_dir={tmp_path / 'data'}"]
+    cases = {
+        ("nosuchjob",): "backforth: argument <command>: invalid choice: 'nosuchjob' (choose from 'backtranslate',",
+        (
+            "ingest",
+            "--set",
+            "job.reprocess",
+            *data,
+        ): "backforth: config error: --set 'job.reprocess': expected key=value",
+        ("ingest", "--conf-dir", str(broken), *data): f"backforth: config error: {broken / 'env' / 'local.yaml'}, "
+        "line 3, column 12: not valid YAML (mapping values are not allowed here)",
+        ("ingest", "--dry-run", "--conf-dir", str(tmp_path / "none")): f"backforth: config error: --conf-dir "
+        f"{tmp_path / 'none'}: no such folder",
+        ("ingest", "--dry-run", "--set", "data_dir="): "backforth: config error: --set: data_dir is empty",
+        ("backtranslate", "--dry-run", "--set", "job.model=nope", *data): "backforth: config error: model profile "
+        "'nope': no ",
+        ("score", "--set", "job.model_options.batchsize=4", *data): "backforth: config error: job.model_options: "
+        "unknown key 'batchsize' (did you mean 'batch_size'?)",
+        ("rewrite", "--dry-run", "--set", "job.shard_rows=-5", *data): "backforth: config error: --set: "
+        "job.shard_rows: -5 is less than 1",
+    }
+    procs = {
+        args: subprocess.Popen([sys.executable, "-m", "backforth.cli", *args], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+        for args in cases
+    }  # fmt: skip
+    for args, start in cases.items():
+        _, err = procs[args].communicate(timeout=120)
+        assert procs[args].returncode == 2, (args, err)
+        assert one_line(err).startswith(start), (args, err)
+    assert not (tmp_path / "data").exists()  # nothing ran: no data folder, no metastore

@@ -206,3 +206,21 @@ def test_listing_auto_uses_spark_for_uris_and_remote_clusters(monkeypatch) -> No
     assert listed_by_spark(local, cfg, settings)
     assert not listed_by_spark(uri, IngestConfig(listing="local"), settings)
     assert listed_by_spark(local, IngestConfig(listing="spark"), Settings())
+
+
+def test_json_nested_too_deep_is_one_reject_and_the_file_goes_on(tmp_path: Path) -> None:
+    """A line nested ~10,000 deep makes Python's JSON parser raise RecursionError: a ``too_deep`` reject."""
+    lines = [
+        "[" * 10_000 + "]" * 10_000,
+        '{"a":' * 10_000 + "1" + "}" * 10_000,
+        json.dumps({"id": "1", "text": "still read"}),
+    ]
+    path = tmp_path / "deep.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    out = records(path, JSONL)
+    assert [(r["kind"], r["position"], r.get("reason")) for r in out] == [
+        ("reject", 1, "too_deep"),
+        ("reject", 2, "too_deep"),
+        ("doc", 3, None),
+    ]
+    assert out[0]["raw"] == lines[0] and "recursion limit" in out[0]["detail"]
