@@ -291,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # something the user can fix: one line, no trace; anything else is a bug and keeps it
         print(f"backforth: {user_message(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - only a task that failed on every attempt is said in one line
+        from backforth.failures import task_failure
+
+        reason = task_failure(exc)
+        if reason is None:
+            raise
+        print(f"backforth: {args.command} failed: {reason}", file=sys.stderr)
+        return 1
 
 
 def user_message(exc: UserError) -> str:

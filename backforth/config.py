@@ -29,7 +29,7 @@ from backforth.masking import is_secret_key, mask_url_secrets, redact  # noqa: F
 class SparkConfig:
     """Settings for the Spark session backforth creates itself (never applied to an existing session)."""
 
-    master: str = "local[2]"
+    master: str = "local[2,3]"  # local[cores,attempts]: without ",3" local mode never retries a failed task
     app_name: str = "backforth"
     shuffle_partitions: int = 4  # tiny local inputs: 200 default partitions would be mostly empty tasks
     driver_memory: str = "4g"  # local mode runs every task in the driver JVM; 1g (Spark's default) is tight

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from backforth.config import Settings
+from backforth.failures import task_failure
 from backforth.jobs.backtranslate import BacktranslateConfig
 from backforth.registry import get_job
 from backforth.runner import run_job
@@ -86,8 +87,13 @@ def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, seede
         seeded, job=replace(fake_cfg(log, fail_after=5), shard_rows=3, shards_in_flight=1, output_table=output)
     )  # one at a time: the crash hits a known shard
     spec = get_job("backtranslate")
-    with pytest.raises(Exception, match="simulated crash"):
+    with pytest.raises(Exception, match="simulated crash") as failed:
         run_job(spec, settings, spark)
+    # what the CLI prints for it: one line, the attempts Spark made, the engine's own error
+    assert task_failure(failed.value) == (
+        "a Spark task failed on every attempt: RuntimeError: fake engine: simulated crash after 5 prompts "
+        "(what earlier tasks committed is kept; run the same command again to resume)"
+    )
     table = f"{settings.tables.schema}.{output}"
     written = spark.table(table).count()
     assert 0 < written < 12  # the finished shards were committed, the one in flight was not
@@ -99,6 +105,35 @@ def test_crash_mid_run_resumes_without_regenerating_finished_shards(spark, seede
     assert prompts_generated(log) - before == 12 - written  # only the unfinished documents were generated again
     rows = spark.table(table).groupBy("doc_id").count().collect()
     assert len(rows) == 12 and all(r["count"] == 1 for r in rows)
+
+
+def test_a_transient_engine_fault_is_retried_and_loses_nothing(spark, seeded, tmp_path):
+    """The engine raises on its first two calls (as a GPU worker that hits a transient error would): Spark tries
+    those tasks again and the step finishes with every document once."""
+    log = tmp_path / "log"
+    settings = replace(
+        seeded, job=replace(fake_cfg(log, fail_times=2), shard_rows=3, output_table="instructions_flaky")
+    )
+    outcome = run_job(get_job("backtranslate"), settings, spark)
+    assert sum(1 for e in generated(log) if e["event"] == "fault") == 2
+    assert outcome.metrics["docs_rows"] == 12
+    rows = spark.table(f"{settings.tables.schema}.instructions_flaky").groupBy("doc_id").count().collect()
+    assert len(rows) == 12 and all(r["count"] == 1 for r in rows)
+
+
+def test_an_engine_that_always_fails_is_one_line_from_the_cli(spark, seeded, tmp_path, capsys):
+    from backforth.cli import main
+
+    options = json.dumps({"options": {"log_dir": str(tmp_path / "log"), "fail_after": 0}})
+    where = [f"data_dir={seeded.data_dir}", f"tables.schema={seeded.tables.schema}"]
+    sets = [*where, "job.model=fake", f"job.model_options={options}", "job.output_table=instructions_failing"]
+    code = main(["backtranslate", *[arg for s in sets for arg in ("--set", s)]])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("backforth:")]
+    assert code == 1
+    assert err == [
+        "backforth: backtranslate failed: a Spark task failed on every attempt: RuntimeError: fake engine: simulated "
+        "crash after 0 prompts (what earlier tasks committed is kept; run the same command again to resume)"
+    ]
 
 
 def test_one_engine_per_python_worker_across_tasks(spark, seeded, tmp_path):
