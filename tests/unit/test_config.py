@@ -28,7 +28,7 @@ def test_layers_merge_in_order(conf: Path) -> None:
     assert s.tables.schema == "from_cli"  # --set beats env
     assert s.job.reprocess is True  # env file's jobs.ingest section reaches the job
     assert s.job.inputs[1].text_field == "content"  # from conf/jobs/ingest.yaml
-    assert s.spark.master == "local[2]"  # from base.yaml
+    assert s.spark.master == "local[2,3]"  # from base.yaml
 
 
 def test_unknown_key_names_file_and_suggests(conf: Path) -> None:
