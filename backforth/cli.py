@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify the tables' invariants (inputs present, keys unique, lineage); print repairs; exit 1 if not",
     )
     add_common(p)
+    p = sub.add_parser("status", help="where the pipeline stands: each step's newest run and every table's rows")
+    add_common(p)
     p = sub.add_parser("setup", help="fetch the Delta Lake jars, convert the embedded model, test Spark")
     add_common(p)
     p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
@@ -347,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sql(args)
         if args.command == "check":
             return cmd_check(args)
+        if args.command == "status":
+            from backforth.status import status
+
+            print(status(load_settings(None, None, args.env, args.overrides, args.conf_dir)))
+            return 0
         if args.command == "setup":
             return cmd_setup(args)
         if args.command == "info":
