@@ -36,6 +36,7 @@ log = logging.getLogger("backforth.ingest")
 
 Format = Literal["dolma", "jsonl", "parquet", "warc", "wet"]
 SPARK_MAX_FILE_BYTES = 2**31 - 1  # the binary-file source's limit: a file's bytes are one value
+LOCAL_SCHEME = r"^file:(//)?(?=/)"  # Spark's file:/x names the local /x (Python's re and Java's regex alike)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def read_text_files(spark: Any, planned: list[tuple[InputSpec, str, int, float]]
 def file_name(path: str) -> str:
     """The name a file is recorded under: Spark's ``file:/x`` is the local ``/x`` (as the local listing names
     it), any other scheme stays."""
-    return re.sub(r"^file:(//)?(?=/)", "", path)
+    return re.sub(LOCAL_SCHEME, "", path)
 
 
 def list_with_spark(spark: Any, inputs: list[InputSpec]) -> tuple[list[tuple[InputSpec, str, int, float]], dict]:
@@ -253,7 +254,7 @@ def parquet_records(df: Any, spec: InputSpec) -> Any:
     others = [c for c in df.columns if c != name]
     return df.select(
         F.when(reason.isNull(), "doc").otherwise("reject").alias("kind"),
-        F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?(?=/)", "").alias("file"),
+        F.regexp_replace(F.col("_metadata.file_path"), LOCAL_SCHEME, "").alias("file"),
         F.lit("parquet").alias("source_format"),
         (F.col("_metadata.row_index") + 1).alias("position"),
         F.lit(spec.source).cast("string").alias("source"),
@@ -364,9 +365,9 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
         record_files(spark, skipped_rows, files_fqn)
         return {**metrics, "docs_read": 0, "docs_inserted": 0, "rejects_read": 0, "rejects_inserted": 0}
 
+    spark_todo = [item for item in todo if item[1] in locations]
     parts = [read_text_files(spark, [item for item in todo if item[1] not in locations])]
-    if any(item[1] in locations for item in todo):
-        spark_todo = [item for item in todo if item[1] in locations]
+    if spark_todo:
         parts.append(read_text_files_spark(spark, spark_todo, locations, cfg.max_file_bytes))
     for spec in {id(s): s for s, *_ in todo if s.format == "parquet"}.values():
         parts.append(read_parquet_files(spark, spec, [locations.get(p, p) for s, p, *_ in todo if s is spec]))
