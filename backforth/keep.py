@@ -27,7 +27,10 @@ class State:
     mode: str = "auto"  # as configured
     refused: bool = False  # this process's compute refused a local checkpoint (auto then uses scratch tables)
     schema: str | None = None  # where scratch tables go; None = the session's current schema
-    tables: dict[int, str] = field(default_factory=dict)  # id(DataFrame) → its scratch table
+    tables: dict[int, str] = field(default_factory=dict)  # id(DataFrame) → its scratch table, for release
+    # every scratch table not yet dropped: an id above can be reused once its DataFrame is collected, so the
+    # mapping alone could forget a table
+    undropped: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -67,6 +70,7 @@ def to_table(df: Any) -> Any:
     kept = spark.table(name)
     with STATE.lock:
         STATE.tables[id(kept)] = name
+        STATE.undropped.append(name)
     return kept
 
 
@@ -78,12 +82,15 @@ def release(df: Any) -> None:
         df.unpersist()
     else:
         df.sparkSession.sql(f"DROP TABLE IF EXISTS {name}")
+        with STATE.lock:
+            if name in STATE.undropped:
+                STATE.undropped.remove(name)
 
 
 def drop_scratch(spark: Any) -> list[str]:
     """After a job: drop the scratch tables it did not release; returns their names."""
     with STATE.lock:
-        names, STATE.tables = list(STATE.tables.values()), {}
+        names, STATE.tables, STATE.undropped = list(STATE.undropped), {}, []
     for name in names:
         spark.sql(f"DROP TABLE IF EXISTS {name}")
     return names

@@ -75,3 +75,32 @@ def test_other_errors_and_local_mode_raise() -> None:
     assert [e[0] for e in log] == ["write"]  # table mode never tries a checkpoint
     with pytest.raises(Exception, match="spark.checkpoint"):
         keep.configure("sometimes", None)
+
+
+class Kept:
+    def __init__(self, log: list) -> None:
+        self.sparkSession = Session(log)
+
+
+class SameObjectSession(Session):
+    """Returns one object for every table, as Python may once a kept DataFrame is collected and its id reused."""
+
+    def table(self, name: str) -> object:
+        return self.shared
+
+
+def test_a_reused_object_id_does_not_make_a_scratch_table_forgotten() -> None:
+    log: list = []
+    SameObjectSession.shared = Kept(log)
+    keep.configure("table", "bf")
+    frames = [Frame(None, log) for _ in range(3)]
+    for f in frames:
+        f.sparkSession = SameObjectSession(log)
+        keep.keep(f)
+    written = [name for kind, name in log if kind == "write"]
+    assert len(set(written)) == 3
+    keep.release(SameObjectSession.shared)  # the live one: its table is dropped now
+    dropped_now = [e[1] for e in log if e[0] == "sql"]
+    assert len(dropped_now) == 1 and written[-1] in dropped_now[0]
+    left = keep.drop_scratch(Session(log))
+    assert sorted(left) == sorted(written[:2])  # the two whose mapping was overwritten are still dropped
