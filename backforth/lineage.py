@@ -144,15 +144,18 @@ def record_start(spark: SparkSession, settings: Settings, run: StepRun) -> None:
 
 def record_end(spark: SparkSession, settings: Settings, run: StepRun) -> None:
     """Replace the run's row with its final state (one MERGE on ``run_id``, in SQL so Spark Connect can run it)."""
-    from backforth.tables import quote
+    from backforth.tables import quote, retry_on_conflict
 
     run.finished_at = _now()
     view = f"_step_run_{run.run_id}"
     spark.createDataFrame([run.as_row()], schema()).createOrReplaceTempView(view)
-    spark.sql(
+    statement = (
         f"MERGE INTO {quote(fqn(settings))} t USING {view} s ON t.run_id = s.run_id "
         "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
     )
+    # Another step run (a second job on the same metastore) may commit its own row meanwhile: the MERGE, keyed on
+    # this run's id, is then simply run again.
+    retry_on_conflict(lambda: spark.sql(statement), f"step_runs row of {run.step} run {run.run_id}")
     spark.catalog.dropTempView(view)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backforth import __version__, keep
+from backforth import __version__, crash, keep
 from backforth.config import Settings, config_hash, dump_yaml, flatten, to_dict
 from backforth.errors import ConfigError
 from backforth.masking import mask_url_secrets, split_userinfo
@@ -187,13 +187,22 @@ def log_delta_dataset(fqn: str, version: int, context: str) -> None:
     import mlflow
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
 
     from backforth.hashing import fingerprint
 
     digest = f"{fqn}@v{version}"  # MLflow keeps at most 36 characters of a digest
     digest = digest if len(digest) <= 36 else fingerprint(digest, 16)
     source = DeltaDatasetSource(delta_table_name=fqn, delta_table_version=version)
-    mlflow.log_input(MetaDataset(source, name=fqn, digest=digest), context=context)
+    dataset = MetaDataset(source, name=fqn, digest=digest)
+    try:
+        mlflow.log_input(dataset, context=context)
+    except MlflowException as exc:
+        # MLflow's store creates a dataset row on first use without a lock: two runs logging the same table version
+        # at once (two jobs) can both try, and the loser's insert fails. The row now exists; logging again links it.
+        if "UNIQUE constraint" not in str(exc) and "IntegrityError" not in str(exc):
+            raise
+        mlflow.log_input(dataset, context=context)
 
 
 def log_step_inputs(step_run: Any, logged: dict[str, int]) -> None:
@@ -258,6 +267,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         mlflow.set_tag("backforth.step_run", step_run.run_id)
         started = time.perf_counter()
         keep.configure(settings.spark.checkpoint, schema_name(settings) or None)
+        crash.point(f"{spec.name}.started")
         try:
             result = spec.fn(spark, settings)
         except BaseException as exc:
@@ -287,6 +297,7 @@ def run_job(spec: JobSpec, settings: Settings, spark: Any = None) -> JobOutcome:
         complete(step_run, result.lineage, settings, defaults, tables)
         log_step_inputs(step_run, tables)
         step_run.status = lineage.FINISHED
+        crash.point(f"{spec.name}.before_finish")
         lineage.record_end(spark, settings, step_run)
     print(
         f"[backforth] {spec.name}: run {run.info.run_id} in experiment '{settings.mlflow.experiment}'", file=sys.stderr

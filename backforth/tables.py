@@ -7,8 +7,12 @@ Jobs name tables by their short name (``docs_raw``); :func:`qualify` turns that 
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from backforth.config import Settings
 
@@ -16,6 +20,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+log = logging.getLogger("backforth.tables")
+T = TypeVar("T")
 
 def qualify(settings: Settings, name: str) -> str:
     """``docs_raw`` → ``backforth.docs_raw`` (local) or ``main.backforth.docs_raw`` (Unity Catalog)."""
@@ -57,6 +63,13 @@ def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+CREATE_RACES = (  # what a CREATE TABLE that lost the race to another writer's CREATE of the same table raises
+    "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION", "DELTA_PROTOCOL_CHANGED", "DELTA_METADATA_CHANGED",
+    "TABLE_OR_VIEW_ALREADY_EXISTS", "already exists",
+)  # fmt: skip
+CREATE_ATTEMPTS = 6
+
+
 def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str = "") -> None:
     """Create an empty Delta table with ``schema`` if ``fqn`` does not exist yet; an existing table is left as is.
     Plain SQL, so it works the same over Spark Connect (Delta's Python builder needs the JVM)."""
@@ -64,12 +77,42 @@ def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str
         return
     ensure_schema(spark, fqn)
     described = f" COMMENT {sql_string(comment)}" if comment else ""
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {quote(fqn)} ({column_ddl(schema)}) USING DELTA{described}")
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            spark.sql(f"CREATE TABLE IF NOT EXISTS {quote(fqn)} ({column_ddl(schema)}) USING DELTA{described}")
+            return
+        except Exception as exc:
+            # Another writer (a second job, a concurrent shard) created it first: its Delta log is at the location
+            # before the catalog lists the table, so this statement fails rather than finds it. Wait for the table.
+            if not any(race in str(exc) for race in CREATE_RACES) or attempt == CREATE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+            if table_exists(spark, fqn):
+                return
 
 
 def table_exists(spark: SparkSession, fqn: str) -> bool:
     """Whether the catalog knows ``fqn``."""
     return spark.catalog.tableExists(fqn)
+
+
+CONFLICTS = ("DELTA_CONCURRENT_", "ConcurrentAppendException", "ConcurrentDeleteReadException",
+             "ConcurrentTransactionException")  # fmt: skip
+
+
+def retry_on_conflict(statement: Callable[[], T], what: str, attempts: int = 8) -> T:
+    """Run ``statement`` (an idempotent write: a MERGE on a unique key) again when Delta's optimistic concurrency
+    rejects it because another writer committed to the same table meanwhile; the last conflict is raised."""
+    for attempt in range(attempts):
+        try:
+            return statement()
+        except Exception as exc:
+            if not any(c in str(exc) for c in CONFLICTS) or attempt == attempts - 1:
+                raise
+            wait = min(5.0, 0.2 * 2**attempt) * (0.5 + random.random())
+            log.info("%s: another writer committed first; retrying in %.1f s", what, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 def insert_new(spark: SparkSession, df: DataFrame, fqn: str, keys: list[str]) -> dict[str, int]:
