@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="run every step in order (one MLflow parent run), then print a summary")
     add_common(p)
     p.add_argument("--steps", default=None, help="comma-separated subset, e.g. backtranslate,score,filter")
+    p.add_argument(
+        "--check", action="store_true",
+        help="run `backforth check` after every step and stop at the first inconsistency (a few seconds a step)",
+    )  # fmt: skip
     p = sub.add_parser("sql", help="run a SQL query against the tables and print the result")
     add_common(p)
     p.add_argument("queries", nargs="+", metavar="query", help='e.g. "SELECT count(*) FROM docs_raw" (several allowed)')
@@ -170,7 +174,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from backforth.pipeline import run_pipeline, summary
 
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
-    result = run_pipeline(args.env, args.overrides, args.conf_dir, steps)
+    result = run_pipeline(args.env, args.overrides, args.conf_dir, steps, check_each=args.check)
     print(summary(result))
     return 0
 
@@ -368,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001 - only a task that failed on every attempt is said in one line
         from backforth.failures import task_failure
+        from backforth.pipeline import InconsistentError
+
+        if isinstance(exc, InconsistentError):  # the problems and their repairs, as `backforth check` prints them
+            print(f"backforth: pipeline --check stopped {exc}", file=sys.stderr)
+            return 1
 
         reason = task_failure(exc)
         if reason is None:

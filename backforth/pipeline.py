@@ -45,8 +45,11 @@ def route_overrides(step: str, overrides: list[str], config_cls: type) -> list[s
     return out
 
 
-def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: list[str] | None = None) -> dict:
-    """Run the steps in order inside one parent run; returns per-step outcomes."""
+def run_pipeline(
+    env: str, overrides: list[str], conf_dir: Path | None, steps: list[str] | None = None, check_each: bool = False
+) -> dict:
+    """Run the steps in order inside one parent run; returns per-step outcomes. ``check_each``: the consistency
+    check (``backforth check``) after every step; the first step that leaves a problem stops the pipeline."""
     import mlflow
 
     from backforth.runner import run_job, setup_mlflow
@@ -79,8 +82,23 @@ def run_pipeline(env: str, overrides: list[str], conf_dir: Path | None, steps: l
             t0 = time.perf_counter()
             outcomes[spec.name] = run_job(spec, settings, spark)
             mlflow.log_metric(f"step_s.{spec.name}", round(time.perf_counter() - t0, 1))
+            if check_each:
+                check_after(spark, settings, spec.name)
         mlflow.log_metric("duration_s", round(time.perf_counter() - started, 1))
     return {"run_id": parent.info.run_id, "outcomes": outcomes, "settings": base, "spark": spark, "plans": plans}
+
+
+class InconsistentError(Exception):
+    """``pipeline --check`` found a broken invariant after a step (not a user mistake: a bug or an outside edit)."""
+
+
+def check_after(spark: Any, settings: Settings, step: str) -> None:
+    from backforth.check import check, report
+
+    problems = check(spark, settings)
+    if problems:
+        raise InconsistentError(f"after {step}: {report(problems)}")
+    log.info("check after %s: consistent", step)
 
 
 def summary(result: dict) -> str:

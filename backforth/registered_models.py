@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from backforth import crash
 from backforth.errors import BadPathError, ConfigError, MissingInputError
 
 log = logging.getLogger("backforth.registered_models")
@@ -190,17 +191,19 @@ def log_and_register(
         transformers_model=str(folder),
         task="text-generation",
         name=artifact_name,
-        registered_model_name=registered_name,
         pip_requirements=pip_requirements,
         params={k: str(v)[:500] for k, v in params.items()},
         tags=tags,
     )
-    version = str(info.registered_model_version)
+    crash.point("finetune.after_log_model")
+    # The version is created with its tags in one registry write: a version without them (a kill between creating
+    # and tagging) would be invisible to find_version, and the rerun would register a second copy of the same model.
+    created = mlflow.register_model(info.model_uri, registered_name, tags={k: str(v) for k, v in tags.items()})
+    version = str(created.version)
+    crash.point("finetune.after_register")
     if model_metrics:
         mlflow.log_metrics(model_metrics, model_id=info.model_id, dataset=dataset)
     client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(registered_name, version, key, str(value))
     if description:
         client.update_model_version(registered_name, version, description=description)
     set_alias(registered_name, alias, version, client)

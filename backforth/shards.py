@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from backforth import crash
 from backforth.engines import ModelProfile
 from backforth.keep import keep, release
 from backforth.spark import conf_value, executor_count, parallelism
@@ -143,7 +144,10 @@ def run_in_shards(
         with lock:
             batches.append(batch_id)
             totals["shards"] += 1
+            first = totals["shards"] == 1
         progress.update(rows)
+        if first:
+            crash.point(f"{progress.step}.after_shard")
 
     pool = ThreadPoolExecutor(max_workers=min(plan.in_flight, shards), thread_name_prefix=f"{progress.step}-shard")
     try:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("backforth.tables")
 T = TypeVar("T")
 
+
 def qualify(settings: Settings, name: str) -> str:
     """``docs_raw`` → ``backforth.docs_raw`` (local) or ``main.backforth.docs_raw`` (Unity Catalog)."""
     if "." in name:

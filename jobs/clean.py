@@ -13,6 +13,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backforth import crash
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
 from backforth.keep import keep, release
@@ -129,6 +130,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         # depend on docs_clean (a cached plan that reads the target is invalidated, and recomputed, by the write).
         rows = keep(clean_documents(docs, cfg))
         ensure_table(spark, target, rows.schema)
+        crash.point("clean.before_commit")
         insert_new(spark, rows, target, ["doc_id"])
         per_reason = rows.groupBy("drop_reason").agg(
             F.count("*").alias("n"), F.sum("n_tokens").alias("tokens"), F.max("n_tokens").alias("max_tokens")

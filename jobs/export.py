@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backforth import catalog, lineage
+from backforth import catalog, crash, lineage
 from backforth.catalog import ACCEPTED_RESPONSE
 from backforth.config import ConfigError
 from backforth.engines import load_profile
@@ -141,6 +141,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     target = qualify(settings, cfg.output_table)
     ensure_table(spark, target, rows.schema)
     rows.writeTo(target).overwrite(F.col("step_version") == export_version)  # atomic; other versions stay
+    crash.point("export.after_table")
     out_dir = Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve()
     files = rows.drop("exported_at")
     splits = {r["split"]: r["count"] for r in files.groupBy("split").count().collect()}
@@ -149,6 +150,8 @@ def run(spark: Any, settings: Any) -> JobResult:
         if cfg.files_per_split:
             part = part.coalesce(cfg.files_per_split)
         part.write.mode("overwrite").json(str(out_dir / "jsonl" / split))
+        if split == "train":
+            crash.point("export.after_jsonl")
         part.write.mode("overwrite").parquet(str(out_dir / "parquet" / split))
     this = StepRun("export", step_version=export_version, output_table=target, params={"kind": cfg.kind})
     counts = catalog.counts(catalog.funnel(spark, settings, {**runs, "export": this}))

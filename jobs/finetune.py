@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from backforth import hashing
+from backforth import crash, hashing
 from backforth.config import ConfigError
 from backforth.errors import MissingInputError
 from backforth.finetune import TrainResult, TrainSettings
@@ -196,6 +196,7 @@ def run(spark: Any, settings: Any) -> JobResult:
                  direction, ref.uri, cfg.alias, result.first_loss, result.last_loss, result.steps,
                  result.seconds)  # fmt: skip
         tags[f"backforth.model_version.{direction}"] = f"{name}/{ref.version}"
+        crash.point("finetune.after_direction")
         metrics.update({
             f"{direction}.version": int(ref.version),
             f"{direction}.reused": 0,

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from functools import reduce
 from typing import Any, Literal
 
+from backforth import crash
 from backforth.config import ConfigError, at_least
 from backforth.errors import BadPathError
 from backforth.keep import keep, release
@@ -376,7 +377,9 @@ def run(spark: Any, settings: Any) -> dict[str, float]:
     counts = records.groupBy("file", "kind", "reason").count().collect()
     docs, rejects = split_records(records, batch)
     inserted = insert_new(spark, docs, docs_fqn, ["doc_id"])
+    crash.point("ingest.after_docs")
     rejected = insert_new(spark, rejects, rejects_fqn, ["file", "position", "reason"])
+    crash.point("ingest.after_rejects")  # files not recorded yet: the next run reads them again
     record_files(spark, file_rows(todo, counts, batch) + skipped_rows, files_fqn)
 
     metrics["rejects.duplicate_id"] = 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from backforth import crash
 from backforth.config import ConfigError
 from backforth.readers import json_objects, plan_files, reject
 from backforth.registry import JobResult, job
@@ -200,6 +201,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     if pairs:
         df = spark.createDataFrame([as_row(p, PAIRS_SCHEMA, batch, now) for p in pairs], PAIRS_SCHEMA)
         inserted = insert_new(spark, df, target, ["pair_id"]).get("num_inserted_rows", 0)
+    crash.point("seed.after_pairs")
     if rejects:
         df = spark.createDataFrame([as_row(r, REJECTS_SCHEMA, batch, now) for r in rejects], REJECTS_SCHEMA)
         insert_new(spark, df, rejects_fqn, ["file", "position", "reason"])

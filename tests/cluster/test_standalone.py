@@ -124,8 +124,11 @@ def test_pipeline_submitted_to_standalone_cluster_with_packed_env(
     assert len(per_worker_profile) == len(set(per_worker_profile)), "an engine was built twice in one Python worker"
     pids = {pid for pid, _ in per_worker_profile}
     backtranslate = min(built, key=lambda e: e["time"])["profile"]  # the first LLM step
-    assert all(calls[(pid, profile)] >= 2 for pid, profile in per_worker_profile if profile == backtranslate)
-    assert len(pids) >= 2  # later shards reused each worker's cached engine: several calls, one construction
+    # later shards reused a worker's cached engine: several calls, one construction. Not every worker need show it:
+    # the fake engine answers in milliseconds, so while one executor still starts its Python worker the other may
+    # take every remaining task (CI saw a worker with one call)
+    assert any(calls[(pid, profile)] >= 2 for pid, profile in per_worker_profile if profile == backtranslate)
+    assert len(pids) >= 2
     assert len({e["profile"] for e in built}) == 3  # backtranslate, score and rewrite profiles
 
     # the MLflow run tree: one parent, a finished nested run per step
