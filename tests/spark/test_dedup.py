@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
@@ -14,7 +15,7 @@ import pytest
 
 from backforth import crash
 from backforth.config import ConfigError
-from backforth.jobs.dedup import DedupConfig, deduplicate, run
+from backforth.jobs.dedup import DedupConfig, connected_components, deduplicate, run
 
 pytestmark = pytest.mark.spark
 random.seed(7)
@@ -142,6 +143,45 @@ def test_new_document_bridging_two_earlier_clusters_joins_the_smaller(spark, mak
         "z": ("x", False, "dup_minhash"),
         "x_again": ("x", False, "dup_exact"),
     }
+
+
+def test_components_match_union_find_on_a_random_graph(spark) -> None:
+    """Large/small-star rounds name every component by its smallest node, as a union-find over the same edges."""
+    rng = random.Random(3)
+    nodes = list({rng.randrange(-(2**63), 2**63) for _ in range(400)})  # exact hashes are signed 64-bit
+    edges = {(rng.choice(nodes), rng.choice(nodes)) for _ in range(330)}  # sparse: many components, some chains
+    parent = {n: n for n in nodes}
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            n = parent[n]
+        return n
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        parent[max(ra, rb)] = min(ra, rb)
+    touched = {n for e in edges for n in e if e[0] != e[1]}
+    expected = {n: min(m for m in touched if root(m) == root(n)) for n in touched}
+    frame = spark.createDataFrame([(a, b, 1.0) for a, b in edges], "a long, b long, jaccard double")
+    components, rounds = connected_components(frame, 100, len(edges))
+    got = {r["node"]: r["component"] for r in components.collect()}
+    assert got == expected
+    assert len(set(expected.values())) > 5 and rounds >= 2  # several components, not solved by the first round
+
+
+def test_a_chain_of_10000_near_duplicates_is_one_cluster_in_logarithmic_rounds(spark) -> None:
+    """Each document is the previous one shifted by 10 of its 100 words (estimated Jaccard ~0.8 with its neighbour,
+    ~0.65 two steps away, ~0.5 three away): 10,001 documents linked end to end, whose ends share nothing. Label
+    propagation needed a round per link of the longest path (thousands; it gave up after 30)."""
+    rng = random.Random(11)
+    words = [f"t{rng.randrange(10**9)}" for _ in range(10 * 10_000 + 100)]
+    docs = {f"d{i:05d}": " ".join(words[10 * i : 10 * i + 100]) for i in range(10_001)}
+    rows, _, stats = deduplicate(spark, frame(spark, docs).repartition(2), DedupConfig())
+    assert stats["verified_pairs"] < 3 * 10_000  # near-duplicates only of near neighbours: a long chain, not a clique
+    assert [r["doc_id"] for r in rows.where("is_kept").collect()] == ["d00000"]
+    assert rows.select("cluster_id").distinct().collect()[0]["cluster_id"] == "d00000"
+    assert rows.count() == 10_001
+    assert stats["component_rounds"] <= 2 * math.ceil(math.log2(10_001))
 
 
 def test_scratch_tables_where_checkpoints_are_refused_give_the_same_answer(spark, make_settings) -> None:
