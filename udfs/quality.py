@@ -1,4 +1,11 @@
-"""Document quality statistics and rules, as Spark column expressions (JVM-side; no Python per row).
+"""Document quality statistics and rules.
+
+The statistics exist twice, computed alike: :func:`quality_stats`, plain Python over one document, which the clean
+job runs inside its one pandas UDF beside normalisation, language ID and token counts (one pass per document, ~5×
+the throughput); and :func:`with_quality_stats`, the same statistics as Spark column expressions, kept as the
+readable reference that a test compares the Python pass with, value for value, on real pages and edge cases (Java's
+regex semantics included: ``\\s`` is ASCII whitespace, ``trim`` strips spaces only, ``(?i)`` folds ASCII only). The
+rules (:func:`failed_rules`) stay Spark expressions over the stored statistics, so thresholds re-run in SQL.
 
 Rules follow the spirit of Gopher (Rae et al., 2021) and C4 (Raffel et al., 2020) but are tuned so documentation
 pages survive: line-level rules (short, bullet, navigation, link lines) look only at the *prose* of a page, i.e. the
@@ -8,6 +15,7 @@ which drops most pages that show commands or code. Each rule has a snake_case na
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -48,6 +56,163 @@ class QualityThresholds:
     max_dup_paragraph_share: float = 0.50  # dup_paragraphs
     max_binary_char_share: float = 0.01  # binary_junk: control and replacement characters
     max_markup_char_share: float = 0.50  # markup: characters inside <...> tags
+
+
+STATS_SCHEMA = (
+    "n_chars int, n_words int, n_lines int, mean_word_length double, symbol_char_share double, "
+    "hash_ellipsis_ratio double, ellipsis_line_share double, bullet_line_share double, short_line_share double, "
+    "nav_line_share double, link_line_share double, boilerplate_line_share double, dup_line_share double, "
+    "dup_paragraph_share double, binary_char_share double, markup_char_share double, has_lorem_ipsum boolean"
+)
+STATS_FIELDS = tuple(f.split()[0] for f in STATS_SCHEMA.split(", "))
+
+# Java's regex, as Spark runs it, in Python's: \s and \d are ASCII, (?i) folds ASCII letters only
+JAVA_WS = " \t\n\x0b\f\r"
+_A = re.ASCII
+_WS = re.compile(r"\s+", _A)
+_PARA = re.compile(r"\n\s*\n", _A)
+_FENCE = re.compile(CODE_FENCE)
+# The line rules as one MULTILINE pass over the text: ^ and $ at line ends, and whitespace inside a line spelled
+# without the newline (in a single line \s never meets one), so no match crosses a line
+_IN_LINE_WS = r"[ \t\x0b\f\r]"
+_BULLET = re.compile(BULLET_LINE.replace(r"\s", _IN_LINE_WS), _A | re.MULTILINE)
+# LINK_LINE and BOILERPLATE on ASCII-lowered bytes: a URL (one non-space after the scheme is enough to find the line),
+# a "see also:" right after a newline, and the boilerplate phrases (spaces in them, never newlines)
+_URL_B = re.compile(rb"(?:https?://|www\.)\S")
+_LEAD_B = re.compile(rb"\n[ \t\x0b\f\r]*(?:related|see also|more|read more)[ \t\x0b\f\r]*:")
+_BOILER_B = re.compile(BOILERPLATE.removeprefix("(?i)").encode())
+_NEWLINE_B = re.compile(b"\n")
+# Java's $ outside MULTILINE also stops before a line's last terminator (\r, U+0085, U+2028, U+2029)
+_ELLIPSIS_END = re.compile(r"(\.\.\.|…)" + _IN_LINE_WS + r"*[\r\u0085\u2028\u2029]?$", _A | re.MULTILINE)
+_NEWLINE = re.compile("\n")
+_TERMINATORS = "\r\u0085\u2028\u2029"
+_BINARY = re.compile(r"[\x00-\x08\x0E-\x1F\uFFFD]")
+_MARKUP = re.compile(r"<[^>\n]{1,300}>")
+_LOREM = re.compile(r"lorem ipsum", re.IGNORECASE | _A)
+_OTHER_SPACE = re.compile(r"[\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NAV_SEPARATORS = re.compile(r"[|·»›]")
+_ASCII_ALNUM_WS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + JAVA_WS.encode()
+
+
+def _words(text: str) -> list[str]:
+    """The non-empty pieces of ``text`` between runs of ASCII whitespace (``str.split()`` where that agrees)."""
+    if _OTHER_SPACE.search(text) is None:
+        return text.split()
+    return [w for w in _WS.split(text) if w]
+
+
+def _nonblank(parts: list[str]) -> list[str]:
+    return [p for p in parts if p.strip(" ")]
+
+
+def _symbols(text: str) -> int:
+    """Characters that are neither letters, numbers nor ASCII whitespace (Java's ``[\\p{L}\\p{N}\\s]`` removed).
+    ASCII letters, digits and spaces go in one bytes pass; only the non-ASCII characters left are looked up."""
+    import unicodedata
+
+    rest = text.encode("utf-8").translate(None, _ASCII_ALNUM_WS).decode("utf-8")
+    if rest.isascii():
+        return len(rest)
+    wide = _NON_ASCII.findall(rest)
+    return len(rest) - sum(1 for c in wide if c.isalpha() or unicodedata.category(c)[0] == "N")
+
+
+def _lines_with(found: list[int], newlines: list[int]) -> int:
+    """How many distinct lines the offsets ``found`` lie in (``newlines``: the text's newline offsets)."""
+    import bisect
+
+    if len(found) < 2:
+        return len(found)
+    return len({bisect.bisect_left(newlines, at) for at in found})
+
+
+def _offsets(pattern: re.Pattern, text: str | bytes) -> list[int]:
+    return [m.start() for m in pattern.finditer(text)]
+
+
+def _newlines(text: str | bytes) -> list[int]:
+    return [m.start() for m in (_NEWLINE_B if isinstance(text, bytes) else _NEWLINE).finditer(text)]
+
+
+def _link_lines(prose: str) -> int:
+    """Lines :data:`LINK_LINE` finds something in, over the prose's bytes lowered once ((?i) folds ASCII only, as
+    ``bytes.lower`` does): a URL anywhere, or a "see also:" at a line's start (found from the newline before it)."""
+    low = prose.encode("utf-8").lower()
+    found = _offsets(_URL_B, low) + _offsets(_LEAD_B, b"\n" + low)  # a match at the newline: its line starts there
+    return _lines_with(found, _newlines(low)) if found else 0
+
+
+def _boilerplate_lines(t: str) -> int:
+    low = t.encode("utf-8").lower()
+    found = _offsets(_BOILER_B, low)
+    return _lines_with(found, _newlines(low)) if found else 0
+
+
+def _short(line: str) -> bool:
+    """Java's ``size(split(trim(line), "\\s+")) <= 3``: an empty piece counts at either end."""
+    core = line.strip(" ")
+    if _OTHER_SPACE.search(core) is not None:
+        return len(_WS.split(core)) <= 3
+    pieces = len(core.split()) + (core[:1] in JAVA_WS and core != "") + (core[-1:] in JAVA_WS and core != "")
+    return (pieces or 1) <= 3
+
+
+def nav_line(line: str) -> bool:
+    """Whether :data:`NAV_LINE` matches ``line`` (as Java does), decided without the pattern, whose nested
+    repetitions backtrack for a long time on table rows in Python's engine: every separator ends a group, so the
+    line is its pieces between separators; each piece before the last needs at least one character and at most 30
+    besides the whitespace at its ends, the last at most 30 such, and nothing may be a slash. Java's ``$`` may also
+    stop before a last line terminator."""
+    if line and line[-1] in _TERMINATORS and nav_line(line[:-2] if line.endswith("\r\n") else line[:-1]):
+        return True
+    if "/" in line or "\n" in line:
+        return False
+    pieces = _NAV_SEPARATORS.split(line)
+    if len(pieces) < 3 or len(pieces[-1].strip(JAVA_WS)) > 30:
+        return False
+    return all(piece and len(piece.strip(JAVA_WS)) <= 30 for piece in pieces[:-1])
+
+
+def quality_stats(text: str | None, max_chars: int) -> tuple | None:
+    """The :data:`STATS_SCHEMA` values of one document, as :func:`with_quality_stats` computes them in Spark."""
+    if text is None:
+        return None
+    t = text[:max_chars]
+    prose = _FENCE.sub("\n", t)
+    words = _words(t)
+    lines = _nonblank(t.split("\n"))
+    plines = _nonblank(prose.split("\n"))
+    n_pwords = len(_words(prose))
+    paras = _nonblank(_PARA.split(t))
+    long = [line.strip(" ") for line in lines if len(line.strip(" ")) >= 10]
+    n_words, n_lines, n_plines = len(words), len(lines), len(plines)
+    spaces = sum(t.count(c) for c in JAVA_WS)
+    word_chars = sum(map(len, words))
+    non_space = len(t) - spaces
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b > 0 else 0.0
+
+    return (
+        len(text),
+        n_words,
+        n_lines,
+        ratio(word_chars, n_words),
+        ratio(_symbols(t), non_space),
+        ratio(prose.count("#") + prose.count("...") + prose.count("…"), n_pwords),
+        ratio(_lines_with(_offsets(_ELLIPSIS_END, t), _newlines(t)), n_lines),
+        ratio(_lines_with(_offsets(_BULLET, prose), _newlines(prose)), n_plines),
+        ratio(sum(1 for line in plines if _short(line)), n_plines),
+        ratio(sum(1 for line in plines if nav_line(line)), n_plines),
+        ratio(_link_lines(prose), n_plines),
+        ratio(_boilerplate_lines(t), n_lines),
+        ratio(len(long) - len(set(long)), len(long)),
+        ratio(len(paras) - len({p.strip(" ") for p in paras}), len(paras)),
+        ratio(len(_BINARY.findall(t)), len(t)),
+        ratio(sum(len(m) for m in _MARKUP.findall(t)), non_space),
+        _LOREM.search(t) is not None,
+    )
 
 
 def share(numerator: Column, denominator: Column) -> Column:
@@ -121,7 +286,10 @@ def duplicate_share(items: str) -> Column:
     from pyspark.sql import functions as F
 
     col = F.col(items)
-    return share(F.size(col) - F.size(F.array_distinct(F.transform(col, F.trim))), F.size(col))
+    # a lambda, not F.trim itself: transform passes (element, index) to a function of two parameters, and
+    # F.trim(x, index) strips the index's digits instead of spaces (clean-v2 compared lines untrimmed that way)
+    trimmed = F.transform(col, lambda x: F.trim(x))
+    return share(F.size(col) - F.size(F.array_distinct(trimmed)), F.size(col))
 
 
 def failed_rules(stats: Column, t: QualityThresholds) -> Column:

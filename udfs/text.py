@@ -49,7 +49,8 @@ def doc_id_column(source: str = "source", source_id: str = "source_id", url: str
 
 CODE_FENCE = r"(?s)```.*?```"  # a fenced code block; Python's re and Java's regex read this pattern alike
 TABLE_ROW = r"(?m)^[ \t]*[|│├┌└┬┴┼─╞═].*$"  # a markdown or box-drawn table row (option tables, parameter lists)
-ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff"
+ZERO_WIDTH = dict.fromkeys(map(ord, ZERO_WIDTH_CHARS), None)
 LANGID_CHARS = 5_000  # language of the first 5k characters of prose: enough for a stable call, bounded cost
 REPETITION_WORDS = 20_000  # repetition stats on the first 20k words; a longer page fails too_long anyway
 
@@ -76,8 +77,11 @@ def normalize_text(text: str) -> str:
     """
     import unicodedata
 
-    text = unicodedata.normalize("NFC", text).translate(ZERO_WIDTH).replace("\u00a0", " ")
-    return normalize_whitespace(text)
+    if not unicodedata.is_normalized("NFC", text):  # the check is much cheaper than normalising
+        text = unicodedata.normalize("NFC", text)
+    if any(ch in text for ch in ZERO_WIDTH_CHARS):  # str.translate walks the text in Python-level steps
+        text = text.translate(ZERO_WIDTH)
+    return normalize_whitespace(text.replace("\u00a0", " "))
 
 
 def prose_of(text: str) -> str:
@@ -88,11 +92,12 @@ def prose_of(text: str) -> str:
     return re.sub(TABLE_ROW, "", re.sub(CODE_FENCE, "\n", text))
 
 
-def repetition_stats(text: str) -> tuple[float, float, float, float]:
-    """Gopher-style repetition: the character share of the most frequent 2-, 3- and 4-gram, and the share of
+def repetition_stats_reference(text: str) -> tuple[float, float, float, float]:
+    """Gopher-style repetition, written plainly (the spec :func:`repetition_stats` computes faster): the character
+    share of the most frequent 2-, 3- and 4-gram (the first seen among equally frequent ones), and the share of
     characters inside word 5-grams that occur more than once.
 
-    >>> repetition_stats("a b " * 10)[0] > 0.9
+    >>> repetition_stats_reference("a b " * 10)[0] > 0.9
     True
     """
     from collections import Counter
@@ -113,6 +118,44 @@ def repetition_stats(text: str) -> tuple[float, float, float, float]:
         if counts[gram] > 1:
             covered[i : i + 5] = [True] * 5
     dup = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / total
+    return tops[0], tops[1], tops[2], dup
+
+
+def repetition_stats(text: str) -> tuple[float, float, float, float]:
+    """:func:`repetition_stats_reference`'s values, with numpy: words become integer ids, each n-gram one integer
+    (the (n-1)-gram's id × vocabulary + the next word's id), counted by sorting rather than in dictionaries.
+
+    >>> repetition_stats("a b " * 10) == repetition_stats_reference("a b " * 10)
+    True
+    """
+    import numpy as np
+
+    words = text.lower().split()[:REPETITION_WORDS]
+    n = len(words)
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=n)
+    total = int(lengths.sum())
+    if total == 0 or n < 5:
+        return 0.0, 0.0, 0.0, 0.0
+    index: dict[str, int] = {}
+    ids = np.fromiter((index.setdefault(w, len(index)) for w in words), dtype=np.int64, count=n)
+    vocab = len(index)
+    grams, chars = ids, lengths  # 1-grams: their ids and character counts
+    tops = []
+    for size in (2, 3, 4, 5):
+        grams = grams[:-1] * vocab + ids[size - 1 :]  # < n × vocab ≤ 4·10^8: no overflow
+        chars = chars[:-1] + lengths[size - 1 :]
+        _, grams, counts = np.unique(grams, return_inverse=True, return_counts=True)
+        grams = grams.ravel()
+        if size < 5:
+            top = counts.max()
+            first = int(np.flatnonzero(counts[grams] == top)[0])  # the first n-gram seen with the top count
+            tops.append(int(top) * int(chars[first]) / total if top > 1 else 0.0)
+    repeated = counts[grams] > 1  # per 5-gram position
+    covered = np.zeros(n + 1, dtype=np.int64)
+    starts = np.flatnonzero(repeated)
+    np.add.at(covered, starts, 1)
+    np.add.at(covered, starts + 5, -1)
+    dup = int(lengths[np.cumsum(covered[:n]) > 0].sum()) / total
     return tops[0], tops[1], tops[2], dup
 
 
@@ -137,30 +180,57 @@ def language_of(text: str) -> tuple[str, float]:
     return str(lang), float(prob)
 
 
-def make_clean_text_udf(tokenizer: str | None, max_token_chars: int):
+def make_clean_text_udf(
+    tokenizer: str | None, max_token_chars: int, max_stat_chars: int | None = None, reference: bool = False
+):
     """A pandas UDF: raw text → struct of normalised text, original (if more than whitespace changed), language,
-    repetition stats and token count. Only small config values are captured; models load on the executor."""
+    repetition stats and token count, and with ``max_stat_chars`` the quality statistics too (the fields of
+    ``backforth.udfs.quality.STATS_SCHEMA``, measured on the first ``max_stat_chars`` characters): one pass over each
+    document. ``reference``: the plain implementations (the same values, slower; for tests and the bench). Only
+    small config values are captured; models load on the executor."""
+    import unicodedata
+
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
+    from backforth.udfs.quality import STATS_FIELDS, STATS_SCHEMA, quality_stats
     from backforth.udfs.tokens import count_tokens
 
+    schema = CLEAN_TEXT_SCHEMA + (f", {STATS_SCHEMA}" if max_stat_chars else "")
+    repeated = repetition_stats_reference if reference else repetition_stats
+
     def clean_text(raw: pd.Series) -> pd.DataFrame:
-        rows = []
-        texts = []
+        rows, texts, stats = [], [], []
         for value in raw:
-            text = normalize_text(value) if isinstance(value, str) else ""
-            original = value if isinstance(value, str) and text != normalize_whitespace(value) else None
+            if not isinstance(value, str):
+                text, original = "", None
+            elif reference:  # as clean-v2 did it: every document normalised in full
+                text = unicodedata.normalize("NFC", value).translate(ZERO_WIDTH).replace("\xa0", " ")
+                text = normalize_whitespace(text)
+                original = value if text != normalize_whitespace(value) else None
+            elif value.isascii():  # NFC, zero-width and no-break spaces concern other characters only
+                text = normalize_whitespace(value)
+                original = None
+            else:
+                text = normalize_text(value)
+                original = value if text != normalize_whitespace(value) else None
             prose = prose_of(text)
             lang, score = language_of(prose)
-            rows.append((text, original, lang, score, *repetition_stats(prose)))
+            rows.append((text, original, lang, score, *repeated(prose)))
             texts.append(text)
-        counts, method = count_tokens(texts, tokenizer, max_token_chars)
+            if max_stat_chars:
+                stats.append(quality_stats(text, max_stat_chars))
+        counts, method = count_tokens(texts, tokenizer, max_token_chars, by_pieces=not reference)
         columns = [c.split()[0] for c in CLEAN_TEXT_SCHEMA.split(", ")]
         frame = pd.DataFrame(rows, columns=columns[:8])
         frame["n_tokens"] = pd.Series(counts, dtype="int32")
         frame["token_method"] = method
+        if max_stat_chars:
+            measured = pd.DataFrame(stats, columns=list(STATS_FIELDS))
+            for name in ("n_chars", "n_words", "n_lines"):
+                measured[name] = measured[name].astype("int32")
+            frame = pd.concat([frame, measured], axis=1)
         return frame
 
     clean_text.__annotations__ = {"raw": pd.Series, "return": pd.DataFrame}  # real types: this module defers hints
-    return pandas_udf(CLEAN_TEXT_SCHEMA)(clean_text)
+    return pandas_udf(schema)(clean_text)
