@@ -21,7 +21,9 @@ original of a copy and the true Jaccard). The packages are fetched with ``apt-ge
     python bench/realdocs.py score --out /tmp/realdocs --data-dir /tmp/realdocs/data
 
 The last line printed by ``run`` and ``score`` holds key=value figures: good_dropped, junk_recall, the rules' drops,
-dedup pair precision/recall/F1 and recall per Jaccard band, clean_docs_per_s.
+dedup pair precision/recall/F1 and recall per Jaccard band, clean_docs_per_s. The same figures (as metrics), the
+per-rule plot and the whole result go to an MLflow run of the ``backforth-bench`` experiment in the data folder's
+store, beside the steps' own runs.
 """
 
 from __future__ import annotations
@@ -513,8 +515,36 @@ def main(argv: list[str] | None = None) -> None:
         result.update({f"{s}_seconds": round(times[s], 1) for s in ("ingest", "clean", "dedup")})
         result["clean_docs_per_s"] = docs_in / times["clean"] if times["clean"] else float("nan")
     result.update(score(args.out, data))
+    run_id = log_to_mlflow(data, args.out, result)
     print(json.dumps(result, indent=2, default=str))
+    log(f"figures and the rule plot logged to MLflow run {run_id} (experiment backforth-bench, store of {data})")
     print(key_values(result))
+
+
+def log_to_mlflow(data: Path, out: Path, result: dict[str, Any]) -> str:
+    """The figures as metrics, the per-rule plot and the whole result as artifacts, in an MLflow run of the
+    ``backforth-bench`` experiment of the data folder's store (where the steps' own runs are)."""
+    import mlflow
+
+    from backforth.config import Settings
+    from backforth.runner import setup_mlflow
+
+    settings = Settings(data_dir=str(data))
+    settings.mlflow.experiment = "backforth-bench"
+    setup_mlflow(settings)
+    flat = dict(pair.split("=", 1) for pair in key_values(result).split())
+    metrics = {}
+    for key, value in flat.items():
+        try:
+            metrics[key.replace("-", "_")] = float(value)
+        except ValueError:
+            continue
+    with mlflow.start_run(run_name="realdocs") as run:
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(result, "realdocs.json")
+        if (out / "rule_stats.png").is_file():
+            mlflow.log_artifact(str(out / "rule_stats.png"))
+    return run.info.run_id
 
 
 if __name__ == "__main__":
