@@ -1,11 +1,11 @@
 """Document quality statistics and rules.
 
 The statistics exist twice, computed alike: :func:`quality_stats`, plain Python over one document, which the clean
-job runs inside its one pandas UDF beside normalisation, language ID and token counts (one pass per document, ~5×
-the throughput); and :func:`with_quality_stats`, the same statistics as Spark column expressions, kept as the
-readable reference that a test compares the Python pass with, value for value, on real pages and edge cases (Java's
-regex semantics included: ``\\s`` is ASCII whitespace, ``trim`` strips spaces only, ``(?i)`` folds ASCII only). The
-rules (:func:`failed_rules`) stay Spark expressions over the stored statistics, so thresholds re-run in SQL.
+job runs inside its one pandas UDF beside normalisation, language ID and token counts (one pass per document); and
+:func:`with_quality_stats`, the same statistics as Spark column expressions, kept as the readable reference that a
+test compares the Python pass with, value for value (Java's regex semantics included: ``\\s`` is ASCII whitespace,
+``trim`` strips spaces only, ``(?i)`` folds ASCII only). The rules (:func:`failed_rules`) stay Spark expressions
+over the stored statistics, so thresholds re-run in SQL.
 
 Rules follow the spirit of Gopher (Rae et al., 2021) and C4 (Raffel et al., 2020) but are tuned so documentation
 pages survive: line-level rules (short, bullet, navigation, link lines) look only at the *prose* of a page, i.e. the
@@ -118,12 +118,14 @@ def _symbols(text: str) -> int:
     return len(rest) - sum(1 for c in wide if c.isalpha() or unicodedata.category(c)[0] == "N")
 
 
-def _lines_with(found: list[int], newlines: list[int]) -> int:
-    """How many distinct lines the offsets ``found`` lie in (``newlines``: the text's newline offsets)."""
+def _lines_with(found: list[int], text: str | bytes) -> int:
+    """How many distinct lines of ``text`` the offsets ``found`` lie in (newlines are looked up only for two or
+    more)."""
     import bisect
 
     if len(found) < 2:
         return len(found)
+    newlines = [m.start() for m in (_NEWLINE_B if isinstance(text, bytes) else _NEWLINE).finditer(text)]
     return len({bisect.bisect_left(newlines, at) for at in found})
 
 
@@ -131,22 +133,18 @@ def _offsets(pattern: re.Pattern, text: str | bytes) -> list[int]:
     return [m.start() for m in pattern.finditer(text)]
 
 
-def _newlines(text: str | bytes) -> list[int]:
-    return [m.start() for m in (_NEWLINE_B if isinstance(text, bytes) else _NEWLINE).finditer(text)]
-
-
 def _link_lines(prose: str) -> int:
     """Lines :data:`LINK_LINE` finds something in, over the prose's bytes lowered once ((?i) folds ASCII only, as
     ``bytes.lower`` does): a URL anywhere, or a "see also:" at a line's start (found from the newline before it)."""
     low = prose.encode("utf-8").lower()
     found = _offsets(_URL_B, low) + _offsets(_LEAD_B, b"\n" + low)  # a match at the newline: its line starts there
-    return _lines_with(found, _newlines(low)) if found else 0
+    return _lines_with(found, low)
 
 
 def _boilerplate_lines(t: str) -> int:
     low = t.encode("utf-8").lower()
     found = _offsets(_BOILER_B, low)
-    return _lines_with(found, _newlines(low)) if found else 0
+    return _lines_with(found, low)
 
 
 def _short(line: str) -> bool:
@@ -159,14 +157,14 @@ def _short(line: str) -> bool:
 
 
 def nav_line(line: str) -> bool:
-    """Whether :data:`NAV_LINE` matches ``line`` (as Java does), decided without the pattern, whose nested
-    repetitions backtrack for a long time on table rows in Python's engine: every separator ends a group, so the
-    line is its pieces between separators; each piece before the last needs at least one character and at most 30
-    besides the whitespace at its ends, the last at most 30 such, and nothing may be a slash. Java's ``$`` may also
-    stop before a last line terminator."""
-    if line and line[-1] in _TERMINATORS and nav_line(line[:-2] if line.endswith("\r\n") else line[:-1]):
+    """Whether :data:`NAV_LINE` matches ``line`` (one line: no newline in it) as Java decides, without the pattern,
+    whose nested repetitions backtrack for a long time on table rows in Python's engine. Every separator ends a
+    group, so the line is its pieces between separators: each piece before the last needs at least one character
+    and at most 30 besides the whitespace at its ends, the last at most 30 such, and nothing may be a slash. Java's
+    ``$`` may also stop before a last line terminator."""
+    if line and line[-1] in _TERMINATORS and nav_line(line[:-1]):
         return True
-    if "/" in line or "\n" in line:
+    if "/" in line:
         return False
     pieces = _NAV_SEPARATORS.split(line)
     if len(pieces) < 3 or len(pieces[-1].strip(JAVA_WS)) > 30:
@@ -201,8 +199,8 @@ def quality_stats(text: str | None, max_chars: int) -> tuple | None:
         ratio(word_chars, n_words),
         ratio(_symbols(t), non_space),
         ratio(prose.count("#") + prose.count("...") + prose.count("…"), n_pwords),
-        ratio(_lines_with(_offsets(_ELLIPSIS_END, t), _newlines(t)), n_lines),
-        ratio(_lines_with(_offsets(_BULLET, prose), _newlines(prose)), n_plines),
+        ratio(_lines_with(_offsets(_ELLIPSIS_END, t), t), n_lines),
+        ratio(_lines_with(_offsets(_BULLET, prose), prose), n_plines),
         ratio(sum(1 for line in plines if _short(line)), n_plines),
         ratio(sum(1 for line in plines if nav_line(line)), n_plines),
         ratio(_link_lines(prose), n_plines),

@@ -77,6 +77,8 @@ def normalize_text(text: str) -> str:
     """
     import unicodedata
 
+    if text.isascii():  # NFC, zero-width and no-break spaces concern other characters only
+        return normalize_whitespace(text)
     if not unicodedata.is_normalized("NFC", text):  # the check is much cheaper than normalising
         text = unicodedata.normalize("NFC", text)
     if any(ch in text for ch in ZERO_WIDTH_CHARS):  # str.translate walks the text in Python-level steps
@@ -208,12 +210,9 @@ def make_clean_text_udf(
                 text = unicodedata.normalize("NFC", value).translate(ZERO_WIDTH).replace("\xa0", " ")
                 text = normalize_whitespace(text)
                 original = value if text != normalize_whitespace(value) else None
-            elif value.isascii():  # NFC, zero-width and no-break spaces concern other characters only
-                text = normalize_whitespace(value)
-                original = None
             else:
                 text = normalize_text(value)
-                original = value if text != normalize_whitespace(value) else None
+                original = None if value.isascii() or text == normalize_whitespace(value) else value
             prose = prose_of(text)
             lang, score = language_of(prose)
             rows.append((text, original, lang, score, *repeated(prose)))

@@ -87,7 +87,7 @@ def pipeline(steps: list[str], data: Path, tiny_model: Path, log: Path, pause_at
             if marker.exists():
                 os.killpg(proc.pid, signal.SIGKILL)  # driver, JVM and workers: everything the run started
                 proc.wait()
-                pid, name = marker.read_text().split()
+                _, name = marker.read_text().split()
                 assert name == pause_at
                 return True
             if time.monotonic() > deadline:
