@@ -111,7 +111,9 @@ def _sft_pairs() -> StructType:
         ("pair_id", s), ("messages", T.ArrayType(message)), ("instruction", s), ("response", s), ("kind", s),
         ("split", s), ("doc_id", s), ("url", s), ("source", s), ("score", T.IntegerType()),
         ("step_versions", _struct(("backtranslate", s), ("input", s), ("response", s))), ("model", s),
-        ("step_version", s), ("exported_at", T.TimestampType()),
+        ("step_version", s), ("exported_at", T.TimestampType()), ("tag", s), ("contamination",
+        _struct(("benchmark", s), ("field", s), ("ngram", s))), ("drop_reason", s), ("rank", T.IntegerType()),
+        ("subsets", T.ArrayType(T.IntegerType())),
     )  # fmt: skip
 
 
@@ -270,9 +272,12 @@ TABLES: dict[str, Table] = {
             _sft_pairs,
             ("export",),
             stage="pairs exported",
+            kept="drop_reason IS NULL",
+            reason="drop_reason",
+            scope="kind <> 'seed'",  # the funnel follows generated pairs; seed pairs are counted on the card
             versioned=True,
             replaces=True,
-            description="the exported (instruction, response) pairs",
+            description="the training set: exported generated pairs, the seed pairs mixed in, and dropped pairs",
         ),
         Table("step_runs", ("run_id",), _step_runs, ("*",), description="lineage: one row per step run"),
     ]  # fmt: skip
@@ -316,7 +321,7 @@ REFERENCES = [
               "c.doc_id = p.doc_id AND c.source_version = p.step_version",
               "every response has the pair (or instruction) it answers"),
     Reference("sft_pairs", ("responses",), "c.doc_id = p.doc_id AND c.step_versions.response = p.step_version",
-              "every exported pair has its response"),
+              "every exported generated pair has its response", where="kind <> 'seed'"),
 ]  # fmt: skip
 
 

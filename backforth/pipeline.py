@@ -119,7 +119,8 @@ def summary(result: dict) -> str:
     pairs = qualify(settings, "sft_pairs")
     if table_exists(spark, pairs):
         lines += ["", "Three sample pairs (sft_pairs):"]
-        for r in spark.table(pairs).orderBy("pair_id").limit(3).collect():
+        rows = spark.table(pairs).where("kind <> 'seed' AND drop_reason IS NULL")
+        for r in rows.orderBy("pair_id").limit(3).collect():
             lines.append(f"  Q: {short(r['instruction'], 150)}")
             lines.append(f"  A: {short(r['response'], 300)}")
             lines.append("")

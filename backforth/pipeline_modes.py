@@ -36,5 +36,6 @@ def apply_mode(
     spec = modes[mode] or {}
     extra = [f"{key}={value}" for key, value in (spec.get("overrides") or {}).items()]
     if steps is None:
-        steps = [s for s in spec.get("steps_before") or [] if s not in default_steps] + list(default_steps)
+        before = list(spec.get("steps_before") or [])  # moved ahead of the others, in their order (seed, finetune)
+        steps = before + [s for s in default_steps if s not in before]
     return extra + rest, steps, mode

@@ -92,6 +92,19 @@ def ensure_table(spark: SparkSession, fqn: str, schema: StructType, comment: str
                 return
 
 
+def add_missing_columns(spark: SparkSession, fqn: str, schema: StructType) -> list[str]:
+    """Add the columns of ``schema`` that ``fqn`` lacks (a table written by an older version of its step), as
+    nullable columns, in SQL (works over Spark Connect); returns their names. Existing rows read NULL there."""
+    have = {f.name.lower() for f in spark.table(fqn).schema.fields}
+    missing = [f for f in schema.fields if f.name.lower() not in have]
+    if missing:
+        from pyspark.sql import types as T
+
+        ddl = column_ddl(T.StructType([T.StructField(f.name, f.dataType, True) for f in missing]))
+        spark.sql(f"ALTER TABLE {quote(fqn)} ADD COLUMNS ({ddl})")
+    return [f.name for f in missing]
+
+
 def table_exists(spark: SparkSession, fqn: str) -> bool:
     """Whether the catalog knows ``fqn``."""
     return spark.catalog.tableExists(fqn)

@@ -39,13 +39,14 @@ class ReportConfig:
     mauve_seed: int = 25
     samples: int = 3  # sample rows shown side by side
     excerpt_chars: int = 600
-    output_dir: str | None = None  # null = <data_dir>/export/<kind> (beside the exported dataset)
+    output_dir: str | None = None  # null = <data_dir>/export/<name> (beside the exported dataset)
+    name: str | None = None  # the training set's name (export's folder); null = the kind
     file_name: str = "report.html"
 
 
 def report_path(settings: Any) -> Path:
     cfg: ReportConfig = settings.job
-    return Path(cfg.output_dir or settings.data_path / "export" / cfg.kind).resolve() / cfg.file_name
+    return Path(cfg.output_dir or settings.data_path / "export" / (cfg.name or cfg.kind)).resolve() / cfg.file_name
 
 
 def follow_export(report_cfg: ReportConfig, configs: dict[str, Any]) -> None:
@@ -57,6 +58,8 @@ def follow_export(report_cfg: ReportConfig, configs: dict[str, Any]) -> None:
     report_cfg.kind = export_cfg.kind
     if report_cfg.output_dir is None:
         report_cfg.output_dir = export_cfg.output_dir
+    if report_cfg.output_dir is None and export_cfg.name:
+        report_cfg.name = export_cfg.name
 
 
 @functools.cache

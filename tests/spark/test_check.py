@@ -109,7 +109,7 @@ PLANTS = {
                                  "docs_dedup: every deduplicated document has its docs_clean row", ["backforth clean"]),
     "instruction deleted": (["DELETE FROM {s}.instructions WHERE doc_id = 'd04'"],
                             "scores: every score has the instruction it judged", ["MERGE INTO"]),
-    "responses deleted": (["DELETE FROM {s}.responses"], "sft_pairs: every exported pair has its response",
+    "responses deleted": (["DELETE FROM {s}.responses"], "sft_pairs: every exported generated pair has its response",
                           ["MERGE INTO"]),
     "row inserted twice": (["INSERT INTO {s}.docs_clean SELECT * FROM {s}.docs_clean WHERE doc_id = 'd05'"],
                            "docs_clean: one row per doc_id", ["INSERT OVERWRITE"]),

@@ -76,8 +76,8 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     connect = start_over_connect(overrides, connect_data, tmp_path / "export-over-connect")
     result = run_pipeline("local", overrides, None)
     outcomes = result["outcomes"]
-    assert list(outcomes) == ["ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite", "export",
-                              "report"]  # fmt: skip
+    assert list(outcomes) == ["ingest", "clean", "dedup", "seed", "backtranslate", "score", "filter", "rewrite",
+                              "export", "report"]  # fmt: skip
     kept = outcomes["dedup"].metrics["docs_kept"]
     assert outcomes["backtranslate"].metrics["docs_rows"] == kept
     scores = spark.table(f"{schema}.scores").where("pair_kind = 'matched'")
@@ -89,12 +89,13 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     assert len(responses) == filtered and {r["status"] for r in responses} == {"ok"}
     assert all(r["response"].startswith("A clear answer about") for r in responses)
     exported = int(outcomes["export"].metrics["pairs_exported"])
-    assert exported == filtered
+    seeded = int(outcomes["export"].metrics["seed_pairs_exported"])
+    assert exported == filtered and seeded == outcomes["seed"].metrics["pairs_new"] > 0  # every seed pair, mixed in
 
     # the files load as JSON lines / Parquet with chat messages and the papers' tag
     lines = [json.loads(x) for f in sorted((out / "jsonl").glob("*/*.json")) for x in f.read_text().splitlines()]
-    assert len(lines) == exported
-    first = lines[0]
+    assert len(lines) == exported + seeded and sum(x["kind"] == "seed" for x in lines) == seeded
+    first = next(x for x in lines if x["kind"] == "rewrite")
     assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
     assert first["messages"][0]["content"].endswith("Answer with knowledge from web search.")
     assert first["messages"][1]["content"] == first["response"] and first["doc_id"] and first["url"] is not None
@@ -120,8 +121,8 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
 
     funnel = catalog.counts(catalog.funnel(spark, result["settings"]))
     in_summary = {m[1]: int(m[2]) for m in re.finditer(r"^  (\S.*?)\s{2,}(\d+)", text, re.M)}
-    in_card = {m[1]: int(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| (\d+) \|$", card, re.M)}
-    in_card = {k: v for k, v in in_card.items() if k not in ("train", "validation")}
+    stages = card.split("## Counts per stage")[1]
+    in_card = {m[1]: int(m[2]) for m in re.finditer(r"^\| ([^|]+?) \| (\d+) \|$", stages, re.M)}
     assert funnel == in_summary == in_card and len(funnel) == 8 and funnel["pairs exported"] == exported
     assert funnel["kept after dedup"] == kept and funnel["pairs kept by the filter"] == filtered
     # the report: its page beside the exported files, its funnel ending at the exported pairs
@@ -143,7 +144,7 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     again = run_pipeline("local", overrides, None)["outcomes"]
     assert again["backtranslate"].metrics["docs_rows"] == 0 and again["score"].metrics["pairs_rows"] == 0
     assert again["rewrite"].metrics["pairs_rows"] == 0
-    assert spark.table(f"{schema}.sft_pairs").count() == exported
+    assert spark.table(f"{schema}.sft_pairs").where("kind <> 'seed'").count() == exported
 
     # the notebooks run here as plain Python files against the same tables (as `python notebooks/...` would)
     import runpy
@@ -153,7 +154,8 @@ def test_pipeline_runs_every_step_and_exports_sft_files(
     printed = {}
     notebooks = Path(__file__).resolve().parents[2] / "notebooks"
     for name in ("explore/funnel", "explore/scores", "explore/samples", "run_job"):
-        extra = ["sql", "SELECT count(*) AS exported_rows FROM sft_pairs"] if name == "run_job" else []
+        query = "SELECT count(*) AS exported_rows FROM sft_pairs WHERE kind <> 'seed'"
+        extra = ["sql", query] if name == "run_job" else []
         monkeypatch.setattr(sys, "argv", [name, *extra, *flags])
         runpy.run_path(str(notebooks / f"{name}.py"), run_name="__main__")
         printed[name] = capsys.readouterr().out
