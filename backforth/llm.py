@@ -39,6 +39,9 @@ from backforth.tracking import PromptRef, register_prompt
 log = logging.getLogger("backforth.llm")
 
 SEED_MASK = 0x7FFFFFFF  # per-row seeds are non-negative 31-bit ints (every engine accepts them)
+# Above this share of a step's outputs cut at ``sampling.max_tokens`` the run and the report warn: the kept data would
+# lose its longest answers and its length statistics would be biased short.
+TRUNCATION_WARN_SHARE = 0.05
 
 
 @dataclass
@@ -128,6 +131,9 @@ class LLMStep:
     outcome_metric: str = "outcome"
     rows_metric: str = "rows"  # metrics: <rows_metric>_rows (docs_rows, pairs_rows)
     summary: Callable[[Context, Any], JobResult] | None = None  # extra metrics, figures and tags from the rows
+    # whether hitting max_tokens cuts a free-text output (truncation counted and warned); False where the step asks
+    # for a fixed number of tokens on purpose (score's logprob mode reads one token's probabilities)
+    capped: Callable[[Any], bool] = lambda cfg: True
     figure_title: Callable[[Context], str] | None = None
 
 
@@ -320,6 +326,8 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
     written = spark.table(target).where(F.col("step_version") == ctx.version) if table_exists(spark, target) else None
     if written is not None:
         result.metrics.update(costs(profile, written))
+    if written is not None and step.capped(cfg):
+        add_truncation(step.name, sampling.max_tokens, written, result)
     if written is not None and step.outcome is not None:
         add_outcomes(ctx, step, written, result)
     if written is not None and step.summary is not None:
@@ -333,6 +341,34 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
         sampling=asdict(sampling), params=params, rows_in=progress.total, rows_out=int(totals["rows"]),
     )  # fmt: skip
     return result
+
+
+def truncation_warning(step: str, truncated: int, outputs: int, cap: int) -> str | None:
+    """The one-line warning when more than TRUNCATION_WARN_SHARE of ``outputs`` hit the ``cap``; None below it."""
+    if not outputs or truncated / outputs <= TRUNCATION_WARN_SHARE:
+        return None
+    return (f"{step}: {truncated} of {outputs} outputs ({truncated / outputs:.1%}) stopped at the {cap}-token cap "
+            f"(more than {TRUNCATION_WARN_SHARE:.0%}): the longest answers are cut or rejected and lengths biased "
+            f"short; raise it with --set {step}.sampling.max_tokens={2 * cap}")  # fmt: skip
+
+
+def add_truncation(step: str, cap: int, written: Any, result: JobResult) -> None:
+    """``truncated`` (outputs whose finish_reason is 'length': cut at ``max_tokens``) and ``truncated_share`` of the
+    generated outputs (rows without an engine error) of this version; above TRUNCATION_WARN_SHARE a WARNING line in
+    the run's log and the same text as the run's ``backforth.truncation_warning`` tag."""
+    from pyspark.sql import functions as F
+
+    row = written.agg(
+        F.count(F.when(F.col("error").isNull(), 1)).alias("outputs"),
+        F.count(F.when(F.col("finish_reason") == "length", 1)).alias("truncated"),
+    ).first()
+    outputs, truncated = int(row["outputs"] or 0), int(row["truncated"] or 0)
+    result.metrics.update({"truncated": truncated, "truncated_share": round(truncated / outputs, 4) if outputs else 0.0,
+                           "max_tokens": cap})  # fmt: skip
+    warning = truncation_warning(step, truncated, outputs, cap)
+    if warning:
+        log.warning("%s", warning)
+        result.tags["backforth.truncation_warning"] = warning
 
 
 def add_outcomes(ctx: Context, step: LLMStep, written: Any, result: JobResult) -> None:

@@ -27,6 +27,7 @@ caption{caption-side:top;text-align:left;font-weight:600;padding-bottom:.3em}
 .note{color:#4a5566;font-size:.9em}.statement{background:#fff6e0;border-left:4px solid #e0a400;padding:.6em 1em}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #e1e6ee}figcaption{color:#4a5566;font-size:.9em}
 td.text{max-width:26em;white-space:pre-wrap;font-size:.88em}
+.warning{background:#fde8e8;border-left:4px solid #c62828;padding:.6em 1em;font-weight:600}
 """
 
 
@@ -50,6 +51,7 @@ class Section:
     tables: Sequence[Table] = ()
     figures: Sequence[str] = ()
     anchor: str = ""
+    warnings: Sequence[str] = ()  # shown highlighted under the heading (e.g. too many outputs cut at a token cap)
 
 
 @dataclass
@@ -174,6 +176,7 @@ def render_page(page: Page, figures: Mapping[str, bytes]) -> str:
     parts.append(f"<ul>{toc}</ul>")
     for section in page.sections:
         parts.append(f'<h2 id="{_anchor(section)}">{html.escape(section.title)}</h2>')
+        parts += [f'<p class="warning">{html.escape(w)}</p>' for w in section.warnings]
         parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs if p]
         parts += [render_table(t) for t in section.tables]
         parts += [render_figure(name, figures[name]) for name in section.figures]

@@ -10,22 +10,26 @@ rules only cleans new documents.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from backforth import crash
+from backforth.config import ConfigError
+from backforth.engines import load_profile
 from backforth.errors import MissingInputError
 from backforth.hashing import fingerprint
 from backforth.keep import keep, release
-from backforth.models import resolve_tokenizer
+from backforth.models import EMBEDDED, resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
 from backforth.tables import ensure_table, insert_new, pending_rows, qualify, table_exists
 from backforth.udfs.quality import STATS_FIELDS, QualityThresholds, failed_rules, with_quality_stats
 from backforth.udfs.text import CLEAN_TEXT_SCHEMA, make_clean_text_udf
-from backforth.udfs.tokens import tokenizer_file
+from backforth.udfs.tokens import CHARS_PER_TOKEN_ESTIMATE, tokenizer_file
 
 log = logging.getLogger("backforth.clean")
+AUTO = "auto"
 
 
 @dataclass
@@ -40,10 +44,11 @@ class CleanConfig:
     # good pages and below every repetitive junk kind (bench/realdocs.py, bench/README.md).
     max_top_ngram_shares: list[float] = field(default_factory=lambda: [0.25, 0.22, 0.20])  # ngram_repetition
     max_dup_5gram_share: float = 0.50  # dup_ngrams
-    tokenizer: str | None = (
-        "embedded"  # the generation model's tokenizer.json or folder; embedded = SmolLM2; null = chars/4
-    )
-    context_tokens: int = 8192  # the generation model's context (SmolLM2-135M: 8192; Llama-2: 4096)
+    # The length filter counts with the tokenizer and context of the model that will read the documents (reader()).
+    model: str = AUTO  # that model's profile (conf/models/); auto = the rewrite step's
+    model_options: dict[str, Any] = field(default_factory=dict)  # overrides of that profile's keys, as the step's
+    tokenizer: str | None = AUTO  # auto = the profile's; embedded = SmolLM2; a tokenizer.json or folder; null = chars/4
+    context_tokens: int | None = None  # null = the profile's max_model_len (SmolLM2-135M: 8192; Llama-2: 4096)
     reserved_tokens: int = 1536  # room for the prompt template, the instruction and the answer
     version: str = "clean-v3"  # bump when the rules' code changes; thresholds are fingerprinted automatically
     # v2: repetition and language measured on prose without table rows; thresholds set on real documentation
@@ -51,14 +56,63 @@ class CleanConfig:
 
     @property
     def max_doc_tokens(self) -> int:
-        return self.context_tokens - self.reserved_tokens
+        return int(reader(self).context_tokens or 0) - self.reserved_tokens
 
     def fingerprint(self) -> str:
-        """``clean-v3-<hash of every setting that changes which documents are kept>``."""
-        keys = asdict(self)
-        for name in ("input_table", "output_table", "version"):
+        """``clean-v3-<hash of every setting that changes which documents are kept>``: the model counts through the
+        tokenizer and context it resolves to (another model with the same ones keeps the same documents)."""
+        keys = asdict(reader(self))
+        for name in ("input_table", "output_table", "version", "model", "model_options"):
             keys.pop(name)
         return f"{self.version}-{fingerprint(keys, n=8)}"
+
+
+def generating_model(env: str = "local") -> tuple[str, dict[str, Any]]:
+    """The rewrite step's profile and options as configured for ``env`` (conf/jobs/rewrite.yaml and the env's
+    ``jobs.rewrite``; a single clean run does not see another step's --set): what ``model: auto`` means outside a
+    pipeline."""
+    from backforth.config import load_settings
+    from backforth.registry import get_job
+
+    job_cfg = load_settings("rewrite", get_job("rewrite").config_cls, env).job
+    return job_cfg.model, dict(job_cfg.model_options)
+
+
+def follow_generator(cfg: CleanConfig, configs: dict[str, Any]) -> None:
+    """In a pipeline (the job's ``plan`` hook), ``model: auto`` is the rewrite step's configured model (else
+    distill's, else backtranslate's): the documents are cut to what that model can read."""
+    if cfg.model != AUTO:
+        return
+    step = next((configs[s] for s in ("rewrite", "distill", "backtranslate") if s in configs), None)
+    if step is not None:
+        cfg.model, cfg.model_options = step.model, dict(step.model_options)
+
+
+def reader(cfg: CleanConfig, env: str = "local") -> CleanConfig:
+    """``cfg`` with the model, tokenizer and context resolved: ``model: auto`` → the rewrite step's profile;
+    ``tokenizer: auto`` → that profile's tokenizer where it is local (``embedded``, or a folder or file holding a
+    tokenizer.json), else None (chars/4, the rows' token_method says so); ``context_tokens: null`` → the profile's
+    max_model_len. A bad profile name fails here with one line."""
+    if cfg.model != AUTO and cfg.tokenizer != AUTO and cfg.context_tokens is not None:
+        return cfg
+    name, options = generating_model(env) if cfg.model == AUTO else (cfg.model, cfg.model_options)
+    profile = load_profile(name, options, pin=False)
+    tokenizer = profile_tokenizer(profile)[0] if cfg.tokenizer == AUTO else cfg.tokenizer
+    context = profile.max_model_len if cfg.context_tokens is None else cfg.context_tokens
+    return replace(cfg, model=name, model_options=options, tokenizer=tokenizer, context_tokens=context)
+
+
+def profile_tokenizer(profile: Any) -> tuple[str | None, str]:
+    """(a reference resolve_tokenizer takes, or None for chars/4; how it was chosen) for a model profile."""
+    ref = profile.tokenizer or profile.model
+    if ref == EMBEDDED:
+        return ref, f"profile {profile.name}: the embedded SmolLM2 tokenizer"
+    path = Path(ref).expanduser()
+    if not ref.startswith("models:/") and ((path / "tokenizer.json").is_file() or path.suffix == ".json"
+                                           and path.is_file()):  # fmt: skip
+        return ref, f"profile {profile.name}: {ref}"
+    return None, (f"profile {profile.name}: no local tokenizer.json for '{ref}' (a hub id, a registered model or a "
+                  f"path not reachable here): chars/{CHARS_PER_TOKEN_ESTIMATE} estimate")  # fmt: skip
 
 
 def clean_documents(docs: Any, cfg: CleanConfig, impl: str = "fast") -> Any:
@@ -69,6 +123,7 @@ def clean_documents(docs: Any, cfg: CleanConfig, impl: str = "fast") -> Any:
     from pyspark.sql import functions as F
 
     fast = {"fast": True, "reference": False}[impl]
+    cfg = reader(cfg)
     udf = make_clean_text_udf(
         resolve_tokenizer(cfg.tokenizer),
         max_token_chars=cfg.max_doc_tokens * 20,
@@ -119,12 +174,19 @@ def clean_documents(docs: Any, cfg: CleanConfig, impl: str = "fast") -> Any:
     )
 
 
-@job("clean", config=CleanConfig)
+@job("clean", config=CleanConfig, plan=follow_generator)
 def run(spark: Any, settings: Any) -> JobResult:
     """Clean the documents of docs_raw that docs_clean does not hold under the current rules."""
     from pyspark.sql import functions as F
 
-    cfg: CleanConfig = settings.job
+    try:
+        cfg: CleanConfig = reader(settings.job, settings.env)
+        profile = load_profile(cfg.model, cfg.model_options, pin=False)  # checked with explicit tokenizer/context too
+    except ConfigError as exc:
+        raise ConfigError(f"clean: job.model: {exc}") from None
+    if settings.job.tokenizer == AUTO:
+        how = profile_tokenizer(profile)[1]
+        (log.warning if cfg.tokenizer is None else log.info)("length filter tokenizer: %s", how)
     source, target = qualify(settings, cfg.input_table), qualify(settings, cfg.output_table)
     if not table_exists(spark, source):
         raise MissingInputError(f"{source} is missing", "ingest")
@@ -139,7 +201,8 @@ def run(spark: Any, settings: Any) -> JobResult:
             spark.sql(f"DELETE FROM {target} WHERE clean_version <> '{version}'")
     docs = pending_rows(spark, docs, target, ["doc_id"])
     pending = docs.count()
-    log.info("%d documents to clean (rules %s)", pending, version)
+    log.info("%d documents to clean (rules %s; lengths: %s, %s-token context)", pending, version,
+             cfg.tokenizer or f"chars/{CHARS_PER_TOKEN_ESTIMATE}", cfg.context_tokens)  # fmt: skip
     metrics: dict[str, float] = {"docs_in": pending}
     if pending:
         # Checkpointed: the UDF runs once per row although MERGE may read its source twice, and the rows no longer
@@ -160,8 +223,10 @@ def run(spark: Any, settings: Any) -> JobResult:
     metrics["docs_kept"] = metrics.get("docs_kept", 0)
     metrics["docs_dropped"] = pending - metrics["docs_kept"]
     log.info("kept %d of %d documents", metrics["docs_kept"], pending)
+    metrics["context_tokens"] = cfg.context_tokens or 0
+    tags = {"backforth.clean.length_model": cfg.model, "backforth.clean.tokenizer": str(cfg.tokenizer)}
     drops = {k.removeprefix("dropped."): v for k, v in metrics.items() if k.startswith("dropped.")}
     if not drops:
-        return JobResult(metrics)
+        return JobResult(metrics, tags=tags)
     figure = bar_chart(drops, "drop reason (first failed rule)", "documents", "Why documents were dropped")
-    return JobResult(metrics, figures={"clean_drop_reasons.png": figure})
+    return JobResult(metrics, figures={"clean_drop_reasons.png": figure}, tags=tags)

@@ -151,6 +151,7 @@ STEP = llm_step(
         template=judge_template,
         sampling=lambda cfg: cfg.sampling if cfg.mode == "text" else replace(cfg.sampling, max_tokens=1),
         candidates=lambda cfg: DIGITS if cfg.mode == "logprob" else None,
+        capped=lambda cfg: cfg.mode == "text",  # logprob mode reads one token by design: no truncation to count
         params=lambda cfg: {"mode": cfg.mode},
         parse=parse,
         columns=columns,

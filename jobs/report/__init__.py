@@ -16,6 +16,7 @@ MLflow.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -29,6 +30,7 @@ from backforth.registry import JobResult, job
 from backforth.tables import qualify, table_exists
 
 __all__ = ["ReportConfig", "follow_export", "report_path", "run"]
+log = logging.getLogger("backforth.report")
 
 
 @job("report", config=ReportConfig, plan=follow_export)
@@ -50,6 +52,11 @@ def run(spark: Any, settings: Any) -> JobResult:
     statement, path = write_page([p.section for p in parts.values()], figures, settings, v, data.method)
     tags = {"backforth.report_html": str(path), "backforth.quality_note": statement[:4900]}
     tags.update({f"backforth.report.version.{k}": val for k, val in v.responses.items()})
+    cut = parts["lengths"].section.warnings
+    for warning in cut:  # more than TRUNCATION_WARN_SHARE of a step's outputs stopped at its token cap
+        log.warning("report: %s", warning)
+    if cut:
+        tags["backforth.report.truncation_warning"] = " | ".join(cut)[:4900]
     if parts["mauve"].skipped:
         tags["backforth.report.mauve_skipped"] = "; ".join(parts["mauve"].skipped)[:4900]
     numeric = {k: float(val) for k, val in metrics.items() if isinstance(val, (int, float)) and not _nan(val)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ class RunData:
     sample: dict[str, list[dict[str, Any]]]  # kind → rows (doc_id, instruction, response), pseudo-random order
     judge: dict[str, Any] | None  # judge_stats; None = no scores for this run
     side_by_side: list[list[Any]]  # doc_id, document excerpt, instruction, rewrite, distillation
+    # per LLM step of the run whose outputs a cap can cut: step, outputs, truncated (hit max_tokens), cap
+    truncation: list[dict[str, Any]] = field(default_factory=list)
 
 
 def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
@@ -46,7 +48,8 @@ def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
     sample = driver_sample(sets, max(cfg.diversity_examples, cfg.mauve_samples))
     release(sets)
     judge = judge_stats(spark, settings, v)
-    return RunData(stages, freq, method, sample, judge, side_by_side(spark, settings, v))
+    return RunData(stages, freq, method, sample, judge, side_by_side(spark, settings, v),
+                   truncation_stats(spark, settings, v))  # fmt: skip
 
 
 # --- funnel
@@ -213,6 +216,37 @@ def judge_stats(spark: Any, settings: Any, v: Versions) -> dict[str, Any] | None
     summary["modes"] = modes
     summary["mode"] = run["mode"]
     return summary
+
+
+# --- outputs cut at the token cap
+LLM_STEPS = ("backtranslate", "score", "rewrite", "distill")
+
+
+def truncation_stats(spark: Any, settings: Any, v: Versions) -> list[dict[str, Any]]:
+    """Per LLM step of the run (in pipeline order): its generated outputs (rows without an engine error), how many
+    stopped at the cap (finish_reason 'length') and the cap (the rows' sampling.max_tokens, else the run's). A score
+    run in logprob mode is left out: it reads one token on purpose (backforth.llm, ``LLMStep.capped``)."""
+    from pyspark.sql import functions as F
+
+    out = []
+    for step in LLM_STEPS:
+        run = v.runs.get(step)
+        fqn = output_table(settings, v, step)
+        if run is None or run.params.get("mode") == "logprob" or not table_exists(spark, fqn):
+            continue
+        rows = spark.table(fqn).where(F.col("step_version") == run.step_version)
+        if "finish_reason" not in rows.columns:  # a table written before generations carried it
+            continue
+        cap = F.max("sampling.max_tokens") if "sampling" in rows.columns else F.lit(None)
+        r = rows.agg(
+            F.count(F.when(F.col("error").isNull(), 1) if "error" in rows.columns else F.lit(1)).alias("outputs"),
+            F.count(F.when(F.col("finish_reason") == "length", 1)).alias("truncated"),
+            cap.alias("cap"),
+        ).first()
+        cap_value = r["cap"] if r["cap"] is not None else (run.sampling or {}).get("max_tokens")
+        out.append({"step": step, "outputs": int(r["outputs"] or 0), "truncated": int(r["truncated"] or 0),
+                    "cap": int(cap_value) if cap_value is not None else None})  # fmt: skip
+    return out
 
 
 # --- samples side by side

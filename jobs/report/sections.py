@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backforth.jobs.report.config import KIND_LABELS, KINDS, ReportConfig, prose
+from backforth.llm import TRUNCATION_WARN_SHARE, truncation_warning
 from backforth.plots import bar_chart, funnel_figure, grouped_bars, lengths_figure
 from backforth.report_html import Section, Table
 from backforth.udfs.report_metrics import (
@@ -53,7 +54,7 @@ def report_sections(cfg: ReportConfig, data: RunData) -> dict[str, SectionResult
     present, absent = kinds_present(data.freq)
     return {
         "funnel": funnel_section(data.stages),
-        "lengths": lengths_section(data.freq, present, absent, data.method),
+        "lengths": lengths_section(data.freq, present, absent, data.method, data.truncation),
         "diversity": diversity_section(data.sample, present, absent, cfg.diversity_examples),
         "judge": judge_section(data.judge),
         "mauve": mauve_section(data.sample, present, absent, cfg),
@@ -88,9 +89,15 @@ def funnel_section(stages: Sequence[tuple[str, int, dict[str, int]]]) -> Section
     return SectionResult(section, metrics, figures, tables)
 
 
-def lengths_section(freq: Freq, present: list[str], absent: list[str], method: str) -> SectionResult:
-    """The paper's Table 6 layout: lengths in tokens per kind, with the paper's means beside ours."""
+def lengths_section(freq: Freq, present: list[str], absent: list[str], method: str,
+                    truncation: Sequence[dict[str, Any]] = ()) -> SectionResult:  # fmt: skip
+    """The paper's Table 6 layout: lengths in tokens per kind, with the paper's means beside ours; beside them, per
+    LLM step, the outputs cut at the token cap (which bias those lengths short), with a warning above
+    TRUNCATION_WARN_SHARE."""
     metrics, figures, tables = {}, {}, {}
+    cut_rows, warnings = truncation_rows(truncation, metrics)
+    if cut_rows:
+        tables["truncation"] = columns(["step", "outputs", "hit_cap", "share", "cap"], cut_rows)
     stats = {key: length_stats(f) for key, f in freq.items()}
     length_rows = []
     for kind in present:
@@ -120,10 +127,28 @@ def lengths_section(freq: Freq, present: list[str], absent: list[str], method: s
                                           "instruction p90", "instruction max", "response mean", "response median",
                                           "response p90", "response max"], length_rows),
          Table(prose()("lengths.paper_table"), ["measure", "paper", "this run"], paper_rows,
-               note=prose()("lengths.paper_note"))],
-        length_figs,
+               note=prose()("lengths.paper_note")),
+         *([Table(prose()("lengths.cap_table"), ["step", "outputs", "hit the cap", "share", "cap (tokens)"], cut_rows,
+                  note=prose()("lengths.cap_note", share=f"{TRUNCATION_WARN_SHARE:.0%}"))] if cut_rows else [])],
+        length_figs, warnings=warnings,
     )  # fmt: skip
     return SectionResult(section, metrics, figures, tables)
+
+
+def truncation_rows(truncation: Sequence[dict[str, Any]], metrics: dict[str, float]) -> tuple[list[list[Any]],
+                                                                                               list[str]]:  # fmt: skip
+    """Table rows (step, outputs, hit the cap, share, cap) and the warnings above TRUNCATION_WARN_SHARE; adds the
+    ``truncated.<step>`` and ``truncated_share.<step>`` metrics."""
+    rows, warnings = [], []
+    for t in truncation:
+        share = round(t["truncated"] / t["outputs"], 4) if t["outputs"] else 0.0
+        rows.append([t["step"], t["outputs"], t["truncated"], share, t["cap"] if t["cap"] is not None else "n/a"])
+        metrics[f"truncated.{t['step']}"] = t["truncated"]
+        metrics[f"truncated_share.{t['step']}"] = share
+        warning = truncation_warning(t["step"], t["truncated"], t["outputs"], t["cap"] or 0)
+        if warning:
+            warnings.append(warning)
+    return rows, warnings
 
 
 def diversity_section(sample: Sample, present: list[str], absent: list[str], examples: int) -> SectionResult:

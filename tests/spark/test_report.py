@@ -92,10 +92,12 @@ def seed_run(spark, schema: str) -> None:
         "docs_dedup",
     )
     # backtranslate: d00-d05 accepted, d06 describes the text, d07 an engine error
-    instr = [(d, BT, f"How do {TOPICS[i]} work in everyday life?", None, None, FAKE, T0) for i, d in enumerate(ids[:6])]
-    instr += [("d06", BT, None, "describes_text", None, FAKE, T0), ("d07", BT, None, None, "empty input", FAKE, T0)]
+    instr = [(d, BT, f"How do {TOPICS[i]} work in everyday life?", None, None, FAKE, T0, "stop")
+             for i, d in enumerate(ids[:6])]  # fmt: skip
+    instr += [("d06", BT, None, "describes_text", None, FAKE, T0, "stop"),
+              ("d07", BT, None, None, "empty input", FAKE, T0, "error")]  # fmt: skip
     save(instr, f"doc_id string, step_version string, instruction string, reject_reason string, error string, "
-                f"model {MODEL}, created_at timestamp", "instructions")  # fmt: skip
+                f"model {MODEL}, created_at timestamp, finish_reason string", "instructions")  # fmt: skip
     # score (text mode): d00-d04 valid, d05 no score; 4 control pairs whose scores sit below the matched ones
     scores = [(d, d, "matched", SC, BT, "text", s, float(s), True, None, FAKE, T0)
               for d, s in zip(ids[:5], [5, 5, 4, 3, 2], strict=True)]  # fmt: skip
@@ -120,9 +122,11 @@ def seed_run(spark, schema: str) -> None:
                ("d02", "rewrite", RW, FV, "q2", "Granite forms when", "truncated")]  # fmt: skip
     distill = [(d, "distill", DS, FV, f"q{i}", f"From memory: {TOPICS[i]} are a broad topic with many sides.",
                 "ok_untagged") for i, d in enumerate(ids[:3])]  # fmt: skip
-    save([(*r, FAKE, T0) for r in rewrite + distill],
+    # d02's rewrite stopped at its 16-token cap (finish_reason 'length'): 1 of 3 rewrites, above the 5 % warning
+    save([(*r, FAKE, T0, None, "length" if r[-1] == "truncated" else "stop", (16,)) for r in rewrite + distill],
          f"doc_id string, kind string, step_version string, source_version string, instruction string, "
-         f"response string, status string, model {MODEL}, created_at timestamp", "responses")  # fmt: skip
+         f"response string, status string, model {MODEL}, created_at timestamp, error string, finish_reason string, "
+         "sampling struct<max_tokens:int>", "responses")  # fmt: skip
     save([("p0", EX, "rewrite", None), ("p1", EX, "rewrite", None), ("s0", EX, "seed", None)],  # seed: not counted
          "pair_id string, step_version string, kind string, drop_reason string", "sft_pairs")
     # lineage: which run read which (what the report selects its run from)
@@ -192,11 +196,21 @@ def test_report_on_a_hand_built_run(spark, make_settings, tmp_path) -> None:
     plots = {a.path.split("/")[-1] for a in client.list_artifacts(outcome.run_id, "plots")}
     assert plots == {"funnel.png", "token_lengths.png", "diversity.png", "judge_scores.png", "mauve.png"}
     tables = {a.path.split("/")[-1] for a in client.list_artifacts(outcome.run_id, "tables")}
-    assert tables == {f"{t}.json" for t in ("funnel", "token_lengths", "diversity", "judge", "mauve", "samples")}
+    assert tables == {f"{t}.json" for t in ("funnel", "token_lengths", "truncation", "diversity", "judge", "mauve",
+                                            "samples")}  # fmt: skip
     assert [a.path for a in client.list_artifacts(outcome.run_id, "report")] == ["report/report.html"]
     tags = mlflow.get_run(outcome.run_id).data.tags
     assert "fake" in tags["backforth.quality_note"] and "plumbing, not quality" in tags["backforth.quality_note"]
     assert "too few samples" in tags["backforth.report.mauve_skipped"]
+
+    # outputs cut at the token cap, per LLM step beside the lengths: backtranslate 0 of 7 generated (d07 was an engine
+    # error; its rows carry no cap, the run none either), rewrite 1 of 3 at 16 tokens → warned; the score table has no
+    # finish_reason (not listed)
+    assert m["truncated.backtranslate"] == 0 and m["truncated_share.backtranslate"] == 0.0
+    assert m["truncated.rewrite"] == 1 and m["truncated_share.rewrite"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["truncated_share.distill"] == 0.0 and "truncated.score" not in m
+    assert "rewrite: 1 of 3 outputs (33.3%) stopped at the 16-token cap" in tags["backforth.report.truncation_warning"]
+    assert "distill" not in tags["backforth.report.truncation_warning"]
 
     # the page: beside the export, every promised figure inline, nothing fetched from the network
     page = (out / "report.html").read_text(encoding="utf-8")
@@ -205,6 +219,10 @@ def test_report_on_a_hand_built_run(spark, make_settings, tmp_path) -> None:
     assert not re.search(r"(src|href)=\"(https?:|//)", page)
     assert "Data produced by" in page and "fake" in page and "0.34" in page and "How do bees work" in page
     assert "(rejected: truncated)" in page  # d02's rewrite, shown beside its distillation
+    lengths = page.split('id="token-lengths')[1].split("<h2")[0]  # the truncation table and warning sit there
+    assert "Outputs that stopped at the token cap" in lengths
+    assert '<p class="warning">rewrite: 1 of 3 outputs' in lengths
+    assert "--set rewrite.sampling.max_tokens=32" in lengths and "<td>backtranslate</td>" in lengths
     assert m["pairs.raw"] == 3 and math.isfinite(m["tokens.raw.instruction.mean"])
 
 
