@@ -146,7 +146,7 @@ def _dedup_signatures() -> StructType:
 
 def _docs_clean() -> StructType:
     T = _t()
-    s, d = T.StringType(), T.DoubleType()
+    s, d, i = T.StringType(), T.DoubleType(), T.IntegerType()
     shares = ["symbol_char_share", "hash_ellipsis_ratio", "ellipsis_line_share", "bullet_line_share",
               "short_line_share", "nav_line_share", "link_line_share", "boilerplate_line_share", "dup_line_share",
               "dup_paragraph_share", "binary_char_share", "markup_char_share"]  # fmt: skip
@@ -154,6 +154,7 @@ def _docs_clean() -> StructType:
         ("n_chars", T.IntegerType()), ("n_words", T.IntegerType()), ("n_lines", T.IntegerType()),
         ("mean_word_length", d), *[(n, d) for n in shares], ("has_lorem_ipsum", T.BooleanType()),
         ("top_2gram_share", d), ("top_3gram_share", d), ("top_4gram_share", d), ("dup_5gram_share", d),
+        ("pii_email", i), ("pii_phone", i), ("pii_ip_address", i), ("pii_credit_card", i), ("pii_api_key", i),
     )  # fmt: skip
     return _struct(
         ("doc_id", s), ("text", s), ("text_original", s), ("lang", s), ("lang_score", d),

@@ -1,10 +1,11 @@
-"""Clean docs_raw into docs_clean: normalise text, identify language, compute quality stats, mark drops.
+"""Clean docs_raw into docs_clean: normalise text, redact PII, identify language, compute quality stats, mark drops.
 
 Input: ``docs_raw`` (key ``doc_id``). Output: ``docs_clean`` (key ``doc_id``), one row per input document, dropped
 ones included: ``drop_reason`` is NULL for kept documents, else the first failed rule; ``failed_rules`` lists all of
 them and ``stats`` holds every measured value, so thresholds can be audited and re-tried in SQL. The rule set's
 fingerprint (``clean_version``) is stored per row: a run with other rules re-cleans everything, a run with the same
-rules only cleans new documents.
+rules only cleans new documents. PII (``pii`` section; ``backforth.udfs.pii``) is replaced by typed placeholders
+before anything is measured, counted per document in ``stats.pii_<type>``; it is not a drop rule.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from backforth.keep import keep, release
 from backforth.models import EMBEDDED, resolve_tokenizer
 from backforth.plots import bar_chart
 from backforth.registry import JobResult, job
-from backforth.tables import ensure_table, insert_new, pending_rows, qualify, table_exists
+from backforth.tables import ensure_table, insert_new, pending_rows, qualify, quote, table_exists
+from backforth.udfs.pii import PII_FIELDS, PiiConfig
 from backforth.udfs.quality import STATS_FIELDS, QualityThresholds, failed_rules, with_quality_stats
 from backforth.udfs.text import CLEAN_TEXT_SCHEMA, make_clean_text_udf
 from backforth.udfs.tokens import CHARS_PER_TOKEN_ESTIMATE, tokenizer_file
@@ -50,17 +52,20 @@ class CleanConfig:
     tokenizer: str | None = AUTO  # auto = the profile's; embedded = SmolLM2; a tokenizer.json or folder; null = chars/4
     context_tokens: int | None = None  # null = the profile's max_model_len (SmolLM2-135M: 8192; Llama-2: 4096)
     reserved_tokens: int = 1536  # room for the prompt template, the instruction and the answer
-    version: str = "clean-v3"  # bump when the rules' code changes; thresholds are fingerprinted automatically
+    pii: PiiConfig = field(default_factory=PiiConfig)  # PII redaction (udfs/pii.py)
+    version: str = "clean-v4"  # bump when the rules' code changes; thresholds are fingerprinted automatically
     # v2: repetition and language measured on prose without table rows; thresholds set on real documentation
     # v3: statistics in one Python pass per document; dup_lines compares lines trimmed, as documented (v2 did not)
+    # v4: PII redacted after normalisation (stats and tokens describe the redacted text); stats.pii_* counts
 
     @property
     def max_doc_tokens(self) -> int:
         return int(reader(self).context_tokens or 0) - self.reserved_tokens
 
     def fingerprint(self) -> str:
-        """``clean-v3-<hash of every setting that changes which documents are kept>``: the model counts through the
-        tokenizer and context it resolves to (another model with the same ones keeps the same documents)."""
+        """``clean-v4-<hash of every setting that changes which documents are kept or what text they hold>``: the
+        model counts through the tokenizer and context it resolves to (another model with the same ones keeps the same
+        documents)."""
         keys = asdict(reader(self))
         for name in ("input_table", "output_table", "version", "model", "model_options"):
             keys.pop(name)
@@ -129,6 +134,8 @@ def clean_documents(docs: Any, cfg: CleanConfig, impl: str = "fast") -> Any:
         max_token_chars=cfg.max_doc_tokens * 20,
         max_stat_chars=cfg.thresholds.max_chars if fast else None,
         reference=not fast,
+        pii_types=tuple(cfg.pii.types) if cfg.pii.redact else (),
+        keep_original=cfg.pii.keep_original,
     )
     cleaned = docs.select("doc_id", F.col("text").alias("_raw")).withColumn("_c", udf("_raw"))
     if fast:
@@ -166,12 +173,41 @@ def clean_documents(docs: Any, cfg: CleanConfig, impl: str = "fast") -> Any:
         F.col("stats.n_words").alias("n_words"),
         "n_tokens",
         "token_method",
-        F.struct("stats.*", "top_2gram_share", "top_3gram_share", "top_4gram_share", "dup_5gram_share").alias("stats"),
+        F.struct(
+            "stats.*", "top_2gram_share", "top_3gram_share", "top_4gram_share", "dup_5gram_share", *PII_FIELDS
+        ).alias("stats"),
         rules.alias("failed_rules"),
         F.try_element_at(rules, F.lit(1)).alias("drop_reason"),
         F.lit(cfg.fingerprint()).alias("clean_version"),
         F.current_timestamp().alias("cleaned_at"),
     )
+
+
+def pii_metrics(rows: Any, types: list[str]) -> dict[str, float]:
+    """``pii.<type>``: placeholders put in, per redacted type; ``docs_with_pii``: documents with at least one."""
+    from pyspark.sql import functions as F
+
+    fields = [f"pii_{t}" for t in types]
+    found = F.greatest(*[F.coalesce(F.col(f"stats.{f}"), F.lit(0)) for f in fields], F.lit(0)) > 0
+    totals = rows.agg(
+        *[F.coalesce(F.sum(f"stats.{f}"), F.lit(0)).alias(f) for f in fields],
+        F.count_if(found).alias("docs_with_pii"),
+    ).first()
+    return {
+        **{f"pii.{t}": totals[f] for t, f in zip(types, fields, strict=True)},
+        "docs_with_pii": totals["docs_with_pii"],
+    }
+
+
+def add_missing_stats(spark: Any, target: str, schema: Any) -> None:
+    """Add the ``stats`` fields the rows carry and ``target`` lacks (a table written by clean-v3 has no pii_*
+    counts; the version change has already deleted its rows): MERGE's ``INSERT *`` needs them."""
+    have = {f.name for f in spark.table(target).schema["stats"].dataType.fields}
+    missing = [f for f in schema["stats"].dataType.fields if f.name not in have]
+    if missing:
+        added = ", ".join(f"stats.{f.name} {f.dataType.simpleString()}" for f in missing)
+        log.info("adding %s to %s", ", ".join(f.name for f in missing), target)
+        spark.sql(f"ALTER TABLE {quote(target)} ADD COLUMNS ({added})")
 
 
 @job("clean", config=CleanConfig, plan=follow_generator)
@@ -209,6 +245,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         # depend on docs_clean (a cached plan that reads the target is invalidated, and recomputed, by the write).
         rows = keep(clean_documents(docs, cfg))
         ensure_table(spark, target, rows.schema)
+        add_missing_stats(spark, target, rows.schema)
         crash.point("clean.before_commit")
         insert_new(spark, rows, target, ["doc_id"])
         per_reason = rows.groupBy("drop_reason").agg(
@@ -219,6 +256,8 @@ def run(spark: Any, settings: Any) -> JobResult:
             metrics["tokens"] = metrics.get("tokens", 0) + (row["tokens"] or 0)
             metrics["max_tokens"] = max(metrics.get("max_tokens", 0), row["max_tokens"] or 0)
         metrics["mean_tokens"] = metrics.pop("tokens") / pending
+        if cfg.pii.redact:
+            metrics.update(pii_metrics(rows, cfg.pii.types))
         release(rows)
     metrics["docs_kept"] = metrics.get("docs_kept", 0)
     metrics["docs_dropped"] = pending - metrics["docs_kept"]

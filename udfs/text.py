@@ -163,8 +163,9 @@ def repetition_stats(text: str) -> tuple[float, float, float, float]:
 
 CLEAN_TEXT_SCHEMA = (
     "text string, text_original string, lang string, lang_score double, top_2gram_share double, "
-    "top_3gram_share double, top_4gram_share double, dup_5gram_share double, n_tokens int, token_method string"
-)
+    "top_3gram_share double, top_4gram_share double, dup_5gram_share double, n_tokens int, token_method string, "
+    "pii_email int, pii_phone int, pii_ip_address int, pii_credit_card int, pii_api_key int"
+)  # the pii_* counts are backforth.udfs.pii.PII_FIELDS (a test checks)
 _LANGID: ProcessCache[Any] = ProcessCache("langid")  # per Python worker
 
 
@@ -183,26 +184,37 @@ def language_of(text: str) -> tuple[str, float]:
 
 
 def make_clean_text_udf(
-    tokenizer: str | None, max_token_chars: int, max_stat_chars: int | None = None, reference: bool = False
+    tokenizer: str | None,
+    max_token_chars: int,
+    max_stat_chars: int | None = None,
+    reference: bool = False,
+    pii_types: tuple[str, ...] = (),
+    keep_original: bool = False,
 ):
     """A pandas UDF: raw text → struct of normalised text, original (if more than whitespace changed), language,
-    repetition stats and token count, and with ``max_stat_chars`` the quality statistics too (the fields of
-    ``backforth.udfs.quality.STATS_SCHEMA``, measured on the first ``max_stat_chars`` characters): one pass over each
-    document. ``reference``: the plain implementations (the same values, slower; for tests and the bench). Only
-    small config values are captured; models load on the executor."""
+    repetition stats, token count and PII counts, and with ``max_stat_chars`` the quality statistics too (the fields
+    of ``backforth.udfs.quality.STATS_SCHEMA``, measured on the first ``max_stat_chars`` characters): one pass over
+    each document. ``pii_types``: the PII redacted (``backforth.udfs.pii``) after normalisation, before everything
+    measured; the counts of other types are NULL. Where PII was found the original is kept only with
+    ``keep_original`` (NULL otherwise, so no copy of the PII survives). ``reference``: the plain implementations
+    (the same values, slower; for tests and the bench). Only small config values are captured; models load on the
+    executor."""
     import unicodedata
 
     import pandas as pd
     from pyspark.sql.functions import pandas_udf
 
+    from backforth.udfs.pii import PII_FIELDS, TYPES, redact_pii
     from backforth.udfs.quality import STATS_FIELDS, STATS_SCHEMA, quality_stats
     from backforth.udfs.tokens import count_tokens
 
     schema = CLEAN_TEXT_SCHEMA + (f", {STATS_SCHEMA}" if max_stat_chars else "")
     repeated = repetition_stats_reference if reference else repetition_stats
 
+    none = (None,) * len(PII_FIELDS)
+
     def clean_text(raw: pd.Series) -> pd.DataFrame:
-        rows, texts, stats = [], [], []
+        rows, texts, stats, found = [], [], [], []
         for value in raw:
             if not isinstance(value, str):
                 text, original = "", None
@@ -213,6 +225,13 @@ def make_clean_text_udf(
             else:
                 text = normalize_text(value)
                 original = None if value.isascii() or text == normalize_whitespace(value) else value
+            counts = none
+            if pii_types and isinstance(value, str):
+                text, by_type = redact_pii(text, pii_types)
+                counts = tuple(by_type.get(t) for t in TYPES)
+                if any(by_type.values()):
+                    original = value if keep_original else None
+            found.append(counts)
             prose = prose_of(text)
             lang, score = language_of(prose)
             rows.append((text, original, lang, score, *repeated(prose)))
@@ -224,6 +243,7 @@ def make_clean_text_udf(
         frame = pd.DataFrame(rows, columns=columns[:8])
         frame["n_tokens"] = pd.Series(counts, dtype="int32")
         frame["token_method"] = method
+        frame = pd.concat([frame, pd.DataFrame(found, columns=list(PII_FIELDS), dtype="Int32")], axis=1)
         if max_stat_chars:
             measured = pd.DataFrame(stats, columns=list(STATS_FIELDS))
             for name in ("n_chars", "n_words", "n_lines"):
