@@ -24,10 +24,11 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from backforth import hashing
 from backforth.errors import UserError
 
 log = logging.getLogger("backforth.finetune")
@@ -293,3 +294,37 @@ def train(
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return result
+
+
+VERSION = "ft-v1"  # bump when the training code changes what a given config produces
+
+
+def cpu_preset() -> TrainSettings:
+    """Sized for the demo: SmolLM2-135M on 2 CPU cores in a few minutes (a few steps, short examples)."""
+    return TrainSettings(base_model="embedded", prompt_format="chat", learning_rate=1e-4, batch_size=8,
+                         micro_batch_size=8, epochs=2.0, max_steps=10, max_length=384, device="cpu")  # fmt: skip
+
+
+def paper_preset() -> TrainSettings:
+    """Humpback's SFT settings (METHOD: lr 1e-5, batch 32, weight decay 0.1, dropout 0.1) on one GPU."""
+    return TrainSettings(base_model="/Volumes/main/backforth/models/Llama-3.2-3B", prompt_format="plain",
+                         learning_rate=1e-5, batch_size=32, epochs=2.0, max_length=2048, autocast="bfloat16",
+                         gradient_checkpointing=True)  # fmt: skip
+
+
+def fingerprint(direction: str, train: TrainSettings, base: str, dataset: str, prompt_tag: str, limit: Any) -> str:
+    """What decides the trained weights: same fingerprint, same model (the seed is part of the settings)."""
+    body = {"version": VERSION, "direction": direction, "train": asdict(train), "base": base, "data": dataset,
+            "prompt": prompt_tag, "limit": limit}  # fmt: skip
+    return hashing.fingerprint(body, n=16)
+
+
+def resolve_base(ref: str) -> tuple[str, str]:
+    """(local folder or hub id, identity for the fingerprint) of the base model; models:/ refs are pinned first."""
+    from backforth.models import EMBEDDED, resolve_model
+    from backforth.registered_models import is_registry_uri, local_copy, pin
+
+    if is_registry_uri(ref):
+        pinned = pin(ref)
+        return local_copy(pinned.as_dict()), pinned.uri
+    return resolve_model(ref), ref if ref != EMBEDDED else f"{EMBEDDED}:smollm2-135m-instruct"

@@ -103,3 +103,24 @@ def lengths_figure(histograms: Mapping[tuple[str, str], Mapping[str, int]], kind
     figure.suptitle(f"Token lengths per kind ({method})", fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def win_rate_figure(counts: Sequence[int], rate: float, low: float, high: float, title: str) -> Any:
+    """A pairwise evaluation at a glance: items won / tied / lost by the candidate, and the win rate with its
+    interval against the 0.5 line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 3.4), dpi=110)
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    left.bar(["candidate wins", "tie", "baseline wins"], list(counts), color=["#2a7a4a", "#999999", "#b84040"])
+    left.set(ylabel="instructions")
+    if rate == rate:  # not NaN: at least one item had a verdict
+        right.errorbar([0], [rate], yerr=[[rate - low], [high - rate]], fmt="o", capsize=8, color="#3a6ea5")
+    right.axhline(0.5, color="#999999", linestyle="--", linewidth=1)
+    right.set(xlim=(-1, 1), ylim=(0, 1), xticks=[], ylabel="win rate (ties ½), 95 % CI")
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    return figure

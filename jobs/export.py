@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backforth import catalog, contamination, crash, lineage
-from backforth.catalog import ACCEPTED_RESPONSE
+from backforth.catalog import ACCEPTED_RESPONSE, SEED_KIND, SEED_TAG, WEB_TAG
 from backforth.config import ConfigError
 from backforth.contamination import DecontaminationConfig
 from backforth.dataset_card import dataset_card
@@ -40,9 +40,6 @@ from backforth.registry import JobResult, job
 from backforth.tables import add_missing_columns, ensure_table, qualify, table_exists, table_version
 
 log = logging.getLogger("backforth.export")
-WEB_TAG = "Answer with knowledge from web search."
-SEED_TAG = "Answer in the style of an AI Assistant."
-SEED_KIND = "seed"
 
 
 @dataclass

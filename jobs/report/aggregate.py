@@ -36,6 +36,7 @@ class RunData:
     side_by_side: list[list[Any]]  # doc_id, document excerpt, instruction, rewrite, distillation
     # per LLM step of the run whose outputs a cap can cut: step, outputs, truncated (hit max_tokens), cap
     truncation: list[dict[str, Any]] = field(default_factory=list)
+    evaluation: dict[str, Any] | None = None  # evaluation_stats: the newest evaluation of this run's export
 
 
 def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
@@ -49,7 +50,7 @@ def aggregate_run(spark: Any, settings: Any, v: Versions) -> RunData:
     release(sets)
     judge = judge_stats(spark, settings, v)
     return RunData(stages, freq, method, sample, judge, side_by_side(spark, settings, v),
-                   truncation_stats(spark, settings, v))  # fmt: skip
+                   truncation_stats(spark, settings, v), evaluation_stats(spark, settings, v))  # fmt: skip
 
 
 # --- funnel
@@ -247,6 +248,30 @@ def truncation_stats(spark: Any, settings: Any, v: Versions) -> list[dict[str, A
         out.append({"step": step, "outputs": int(r["outputs"] or 0), "truncated": int(r["truncated"] or 0),
                     "cap": int(cap_value) if cap_value is not None else None})  # fmt: skip
     return out
+
+
+# --- pairwise evaluation of the exported training set
+def evaluation_stats(spark: Any, settings: Any, v: Versions) -> dict[str, Any] | None:
+    """The newest finished ``evaluate`` run whose candidate or baseline is an export of this run's responses:
+    its sets, judge and summary (backforth.evaluation) from eval_verdicts; None when there is none."""
+    from pyspark.sql import functions as F
+
+    from backforth.evaluation import summarize
+
+    answered = set(v.responses.values())
+    exports = {r.step_version for r in lineage.runs(spark, settings, "export")
+               if any(i.step_version in answered for i in r.inputs)}  # fmt: skip
+    run = next((r for r in lineage.runs(spark, settings, "evaluate")
+                if any(i.step_version in exports for i in r.inputs)), None)  # fmt: skip
+    if run is None or not run.output_table or not table_exists(spark, run.output_table):
+        return None
+    rows = spark.table(run.output_table).where(F.col("step_version") == run.step_version).collect()
+    if not rows:
+        return None
+    first = rows[0]
+    return {"version": run.step_version, "candidate": f"{first['candidate_set']} ({first['candidate_export']})",
+            "baseline": f"{first['baseline_set']} ({first['baseline_export']})", "judge": first["judge"],
+            "summary": summarize([(r["verdict_ab"], r["verdict_ba"]) for r in rows])}  # fmt: skip
 
 
 # --- samples side by side

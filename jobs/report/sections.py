@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from backforth.jobs.report.config import KIND_LABELS, KINDS, ReportConfig, prose
 from backforth.llm import TRUNCATION_WARN_SHARE, truncation_warning
-from backforth.plots import bar_chart, funnel_figure, grouped_bars, lengths_figure
+from backforth.plots import bar_chart, funnel_figure, grouped_bars, lengths_figure, win_rate_figure
 from backforth.report_html import Section, Table
 from backforth.udfs.report_metrics import (
     EMBEDDING_MODEL,
@@ -50,7 +50,7 @@ class SectionResult:
 
 
 def report_sections(cfg: ReportConfig, data: RunData) -> dict[str, SectionResult]:
-    """Every section, in page order: funnel, lengths, diversity, judge, mauve, samples."""
+    """Every section, in page order: funnel, lengths, diversity, judge, mauve, samples, evaluation."""
     present, absent = kinds_present(data.freq)
     return {
         "funnel": funnel_section(data.stages),
@@ -59,6 +59,7 @@ def report_sections(cfg: ReportConfig, data: RunData) -> dict[str, SectionResult
         "judge": judge_section(data.judge),
         "mauve": mauve_section(data.sample, present, absent, cfg),
         "samples": samples_section(data.side_by_side, cfg.excerpt_chars),
+        "evaluation": evaluation_section(data.evaluation),
     }
 
 
@@ -281,6 +282,33 @@ def samples_section(sample_rows: list[list[Any]], excerpt_chars: int) -> Section
                sample_rows, text_columns=("document excerpt", "instruction", "rewrite", "distillation"))],
     )  # fmt: skip
     return SectionResult(section, tables={"samples": table})
+
+
+def evaluation_section(ev: dict[str, Any] | None) -> SectionResult:
+    """The newest pairwise evaluation of this run's training set (``aggregate.evaluation_stats``; None: none yet)."""
+    if ev is None:
+        return SectionResult(Section(prose()("eval.title"), [prose()("eval.none")]))
+    s = ev["summary"]
+    rows = [["candidate", ev["candidate"]], ["baseline", ev["baseline"]], ["judge", ev["judge"]],
+            ["instructions (with a verdict)", f"{s.items} ({s.judged})"],
+            ["win rate of the candidate (ties ½)", s.win_rate],
+            ["95 % interval (bootstrap)", f"{s.ci_low} – {s.ci_high}"],
+            ["wins / ties / losses", " / ".join(str(s.counts.get(k, 0)) for k in ("win", "tie", "loss"))],
+            ["judge outputs without a verdict", s.invalid_orders],
+            ["order consistency", s.consistent], ["judge picked the first answer", s.first_position]]  # fmt: skip
+    title = f"{ev['candidate']} vs {ev['baseline']}"
+    figure = win_rate_figure([s.counts.get(k, 0) for k in ("win", "tie", "loss")], s.win_rate, s.ci_low, s.ci_high,
+                             title)  # fmt: skip
+    metrics = {f"eval.{k}": val for k, val in s.metrics().items()}
+    table = Table(prose()("eval.table"), ["measure", "value"], rows)
+    text = prose().paragraphs("eval.text", version=ev["version"])
+    section = Section(prose()("eval.title"), text, [table], ["evaluate_win_rate.png"])
+    return SectionResult(
+        section,
+        metrics,
+        {"evaluate_win_rate.png": figure},
+        {"evaluation": columns(["measure", "value"], [[str(x) for x in r] for r in rows])},
+    )
 
 
 def columns(names: list[str], rows: list[list[Any]]) -> dict[str, list[Any]]:

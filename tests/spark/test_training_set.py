@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from backforth import catalog, lineage
+from backforth.catalog import SEED_TAG, WEB_TAG
 from backforth.contamination import Benchmark, DecontaminationConfig, find_contaminated
-from backforth.jobs.export import SEED_TAG, WEB_TAG, ExportConfig, SeedMix
+from backforth.jobs.export import ExportConfig, SeedMix
 from backforth.jobs.seed import SeedConfig, SeedInput
 from backforth.lineage import InputRef, StepRun
 from backforth.registry import get_job

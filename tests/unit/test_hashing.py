@@ -29,4 +29,4 @@ def test_the_rule_set_versions_keep_their_form() -> None:
     params = {"ngram": 5, "bands": 32, "rows": 4, "num_perm": 128, "threshold": 0.6, "seed": 42}
     assert DedupConfig().fingerprint() == "dedup-v2-" + fingerprint(params, n=8)
     clean = CleanConfig().fingerprint()
-    assert clean.startswith("clean-v3-") and len(clean) == len("clean-v3-") + 8
+    assert clean.startswith("clean-v4-") and len(clean) == len("clean-v4-") + 8
