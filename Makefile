@@ -54,7 +54,7 @@ setup: venv
 	@$(BIN)/backforth setup --if-needed
 
 # The whole method on the embedded default: the bundled sample corpus through ingest → clean → dedup →
-# backtranslate → score → filter → rewrite → export (SmolLM2-135M on vLLM's CPU build), one MLflow parent run with a
+# seed → backtranslate → score → filter → rewrite → export (SmolLM2-135M on vLLM's CPU build), one MLflow parent run with a
 # nested run per step, SFT files under .backforth/export/. Re-running adds nothing. Sizes: conf/env/local.yaml.
 demo: setup
 	$(BIN)/backforth pipeline --env local

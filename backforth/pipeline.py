@@ -126,8 +126,10 @@ def summary(result: dict) -> str:
             lines.append("")
     outcomes = result["outcomes"]
     if "export" in outcomes and outcomes["export"].tags.get("backforth.export_dir"):
+        m = outcomes["export"].metrics
+        mix = f"{int(m.get('pairs_exported', 0))} generated + {int(m.get('seed_pairs_exported', 0))} seed pairs; "
         lines.append(
-            f"Files: {outcomes['export'].tags['backforth.export_dir']}/ (jsonl/, parquet/, README.md dataset card)"
+            f"Files: {outcomes['export'].tags['backforth.export_dir']}/ ({mix}jsonl/, parquet/, README.md dataset card)"
         )
     if "report" in outcomes and outcomes["report"].tags.get("backforth.report_html"):
         path = outcomes["report"].tags["backforth.report_html"]

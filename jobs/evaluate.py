@@ -244,6 +244,7 @@ def run(spark: Any, settings: Any) -> JobResult:
                               resources=gpu_stage_profile(spark, profile))  # fmt: skip
         rows = rows.withColumn(side, F.coalesce("gen.text", F.lit(""))).withColumn(f"{side}_error", F.col("gen.error"))
         rows = rows.drop("gen")
+    log.info("answering %d instructions with both fine-tuned models (%s)", n_items, cfg.answer_backend)
     answered = keep(rows)
     release(items)
     resources = gpu_stage_profile(spark, judge)
@@ -252,6 +253,7 @@ def run(spark: Any, settings: Any) -> JobResult:
         judged = generate_frame(judged, {"instruction": "prompt", "answer_a": first, "answer_b": second}, "seed",
                                 judge, cfg.judge_sampling, compare, resources=resources)  # fmt: skip
         judged = judged.withColumn(f"judge_{order}", F.coalesce("gen.text", "gen.error")).drop("gen")
+    log.info("judging %d answer pairs in both orders with %s", n_items, judge.name)
     collected = sorted(judged.collect(), key=lambda r: r["item_id"])  # no orderBy: its sampling pass would judge twice
     release(answered)
     verdicts = [(evaluation.parse_verdict(r["judge_ab"]), evaluation.parse_verdict(r["judge_ba"])) for r in collected]
