@@ -58,6 +58,9 @@ class Table:
     versioned: bool = False  # rows carry ``step_version``; a run's stage reads one version
     replaces: bool = False  # a run replaces its version's rows (else it appends them, possibly over several runs)
     description: str = ""
+    # columns added to the table after it first shipped, with their SQL type: a table written before them (its step
+    # adds them on its next write) reads NULL there, so counts and checks work on it as they are
+    added: tuple[tuple[str, str], ...] = ()
 
 
 TABLES: dict[str, Table] = {
@@ -158,6 +161,7 @@ TABLES: dict[str, Table] = {
             kept="drop_reason IS NULL",
             reason="drop_reason",
             scope="kind <> 'seed'",  # the funnel follows generated pairs; seed pairs are counted on the card
+            added=(("drop_reason", "string"),),
             versioned=True,
             replaces=True,
             description="the training set: exported generated pairs, the seed pairs mixed in, and dropped pairs",
@@ -242,7 +246,11 @@ def stage_rows(spark: SparkSession, fqn: str, entry: Table, step_version: str | 
     """(stage, reason, n) rows of one table: rows in scope, grouped by why they were not kept (NULL = kept)."""
     from pyspark.sql import functions as F
 
-    df = spark.table(fqn).where(F.expr(entry.scope))
+    df = spark.table(fqn)
+    for name, sql_type in entry.added:
+        if name not in df.columns:
+            df = df.withColumn(name, F.lit(None).cast(sql_type))
+    df = df.where(F.expr(entry.scope))
     if entry.versioned and step_version is not None:
         df = df.where(F.col("step_version") == step_version)
     why = F.when(~F.expr(entry.kept), F.expr(entry.reason) if entry.reason else F.lit("dropped"))

@@ -101,6 +101,8 @@ def test_export_mixes_seed_pairs_cuts_nested_subsets_and_drops_contaminated_pair
     # a table written by an export from before training sets: it gains the new columns, its rows stay
     spark.createDataFrame([("old", "export-old", "rewrite")], "pair_id string, step_version string, kind string") \
         .write.format("delta").saveAsTable(f"{schema}.sft_pairs")  # fmt: skip
+    counted = catalog.stage_rows(spark, f"{schema}.sft_pairs", catalog.table("sft_pairs"), "export-old").collect()
+    assert [tuple(r) for r in counted] == [("sft_pairs", None, 1)]  # the funnel reads it before it gains drop_reason
 
     bench = tmp_path / "bench" / "qa_prompts.jsonl"
     bench.parent.mkdir()
