@@ -4,6 +4,38 @@ from __future__ import annotations
 
 from typing import Any
 
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]  # fmt: skip
+
+
+def size_category(rows: int) -> str:
+    """The Hub's size category of a dataset of ``rows`` rows.
+
+    >>> size_category(41), size_category(25_600), size_category(2_000_000_000)
+    ('n<1K', '10K<n<100K', 'n>1B')
+    """
+    return next((label for limit, label in SIZE_CATEGORIES if rows < limit), "n>1B")
+
+
+def hub_header(mixture: dict[tuple[str, str], int], cfg: Any, title: str) -> str:
+    """The YAML front matter the Hugging Face Hub reads from a dataset card: license, language, task, size, and the
+    train / validation files (splits without rows left out), so ``load_dataset("<repo or folder>")`` finds them."""
+    import yaml
+
+    splits = [s for s in ("train", "validation") if sum(v for (_, sp), v in mixture.items() if sp == s)]
+    header = {
+        "pretty_name": f"backforth training set {title}",
+        "license": cfg.license,
+        "language": list(cfg.languages),
+        "task_categories": ["text-generation"],
+        "tags": ["synthetic", "instruction-tuning", "backforth"],
+        "size_categories": [size_category(sum(mixture.values()))],
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": s, "path": f"jsonl/{s}/*.json"} for s in splits]}
+        ],  # fmt: skip
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n\n"
+
 
 def dataset_card(
     counts: dict[str, int],
@@ -33,12 +65,15 @@ def dataset_card(
         else "The full set: every accepted pair of the run that was not dropped."
     )
     drops = "".join(f"\n| {reason} | {k} |" for reason, k in (dropped or {}).items())
-    return f"""# backforth training set `{title}`{f" (subset {size})" if size is not None else ""}
+    heading = f"# backforth training set `{title}`" + (f" (subset {size})" if size is not None else "")
+    return (
+        hub_header(mixture, cfg, title)
+        + f"""{heading}
 
 Instruction-tuning pairs made with instruction back-and-forth translation by backforth: web documents were
 backtranslated into instructions, judged, filtered, and the documents {
-        "rewritten into" if cfg.kind == "rewrite" else "replaced by distilled"
-    } assistant answers; mixed with human-written seed pairs as the papers mix them. Export version `{version}`.
+            "rewritten into" if cfg.kind == "rewrite" else "replaced by distilled"
+        } assistant answers; mixed with human-written seed pairs as the papers mix them. Export version `{version}`.
 {scope}
 
 **Model note.** {note or "See the MLflow runs for the models that produced these pairs."}
@@ -47,14 +82,14 @@ backtranslated into instructions, judged, filtered, and the documents {
 | part | tag appended to the instruction | train | validation | total |
 |---|---|---|---|---|
 | generated ({cfg.kind}) | {cfg.tag or "(none)"} | {n("generated", "train")} | {n("generated", "validation")} | {
-        n("generated")
-    } |
+            n("generated")
+        } |
 | seed | {cfg.seed.tag or "(none)"} | {n("seed", "train")} | {n("seed", "validation")} | {seeds} |
 | **all** | | {n(split="train")} | {n(split="validation")} | {total} |
 
 Seed pairs are {share} of the set ({
-        "every seed pair is included" if cfg.seed.share is None else f"configured share: {cfg.seed.share:.1%}"
-    }).{f" {seed_note}" if seed_note else ""}
+            "every seed pair is included" if cfg.seed.share is None else f"configured share: {cfg.seed.share:.1%}"
+        }).{f" {seed_note}" if seed_note else ""}
 
 ## Files
 - `jsonl/train/*.json`, `jsonl/validation/*.json`: one JSON object per line with `messages` (user, assistant) and
@@ -70,3 +105,4 @@ Seed pairs are {share} of the set ({
 |---|---|
 {rows}
 """
+    )

@@ -65,6 +65,11 @@ class ExportConfig:
     validation_fraction: float = 0.05
     output_dir: str | None = None  # null = <data_dir>/export/<name>
     files_per_split: int | None = 1  # null = one file per Spark partition (large runs)
+    license: str = "other"  # the card's license id; web text keeps its own terms: set it when you know them
+    languages: list[str] = field(default_factory=lambda: ["en"])  # the card's language codes
+    push_to_hub: str | None = None  # org/name: upload the set (files, cards, subsets) as a Hub dataset repository
+    hub_private: bool = True  # a new repository is private
+    hub_token_env: str = "HF_TOKEN"  # the environment variable holding a write token (never logged or stored)
 
 
 def export_dir(settings: Any, cfg: ExportConfig) -> Path:
@@ -208,6 +213,7 @@ def run(spark: Any, settings: Any) -> JobResult:
 
     cfg: ExportConfig = settings.job
     check_config(cfg)
+    token = hub_token(cfg)  # before any work: a push without a token fails now, not after the export
     upstream = lineage.resolve(spark, settings, cfg.kind, cfg.input_version)
     runs = lineage.chain(spark, settings, upstream)
     source = upstream.output_table or qualify(settings, "responses")
@@ -270,6 +276,8 @@ def run(spark: Any, settings: Any) -> JobResult:
                             size, dropped if size is None else None, seed_note)  # fmt: skip
         (folder / "README.md").write_text(card, encoding="utf-8")
     release(final)
+    if cfg.push_to_hub:
+        push(out_dir, cfg.push_to_hub, cfg.hub_private, token, export_version)
     full = mixture.get("all", {})
     splits = {s: sum(v for (_, sp), v in full.items() if sp == s) for s in ("train", "validation")}
     exported = sum(v for (o, _), v in full.items() if o == "generated")
@@ -320,6 +328,36 @@ def read_seeds(spark: Any, settings: Any, cfg: ExportConfig, inputs: list[InputR
         return None, f"No seed pairs: {fqn} did not exist when this set was exported (`backforth seed` makes it)."
     inputs.append(InputRef(fqn, table_version=table_version(spark, fqn)))
     return spark.table(fqn), ""
+
+
+def hub_token(cfg: ExportConfig) -> str | None:
+    """The Hub write token for ``push_to_hub`` (None when not pushing); a clear error when it is not set."""
+    import os
+
+    from backforth.errors import UserError
+
+    if not cfg.push_to_hub:
+        return None
+    if cfg.push_to_hub.count("/") != 1:
+        raise ConfigError(f"export.push_to_hub={cfg.push_to_hub}: expected <org or user>/<name>")
+    token = os.environ.get(cfg.hub_token_env)
+    if not token:
+        raise UserError(f"export.push_to_hub={cfg.push_to_hub}: no token in ${cfg.hub_token_env}; create a write "
+                        f"token on the Hub and export it there (it is read from the environment only)")  # fmt: skip
+    return token
+
+
+def push(folder: Path, repo: str, private: bool, token: str | None, version: str) -> None:
+    """Upload ``folder`` (files, cards, subsets; Spark's marker files left out) to the Hub dataset ``repo`` in one
+    commit. Not tested against the Hub here (no network to it): the README says so."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
+                             commit_message=f"backforth export {version}",
+                             ignore_patterns=["**/_SUCCESS", "**/.*", "_SUCCESS", ".*"])  # fmt: skip
+    log.info("pushed %s to the Hub dataset %s (%s)", folder, repo, getattr(info, "commit_url", info))
 
 
 def seed_digest(seeds: Any) -> str:

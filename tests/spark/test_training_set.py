@@ -13,6 +13,7 @@ import pytest
 from backforth import catalog, lineage
 from backforth.catalog import SEED_TAG, WEB_TAG
 from backforth.contamination import Benchmark, DecontaminationConfig, find_contaminated
+from backforth.errors import UserError
 from backforth.jobs.export import ExportConfig, SeedMix
 from backforth.jobs.seed import SeedConfig, SeedInput
 from backforth.lineage import InputRef, StepRun
@@ -88,7 +89,7 @@ def test_contamination_matches_word_runs_whatever_the_case_and_punctuation(spark
 
 
 def test_export_mixes_seed_pairs_cuts_nested_subsets_and_drops_contaminated_pairs(
-    spark, make_settings, tmp_path: Path
+    spark, make_settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(SeedConfig(inputs=[
         SeedInput(str(SEED_FIXTURE / "oasst_trees.jsonl.gz"), "oasst", "sample-oasst"),
@@ -170,6 +171,28 @@ def test_export_mixes_seed_pairs_cuts_nested_subsets_and_drops_contaminated_pair
     assert stages["pairs exported"].kept == 37 and stages["pairs exported"].reasons == {"contaminated": 1}
     old = spark.table(f"{schema}.sft_pairs").where("pair_id = 'old'").collect()
     assert len(old) == 1 and old[0]["drop_reason"] is None
+
+    # the files load with `datasets` as they are: the card's YAML header names the splits (the Hub reads it too)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    import datasets
+
+    loaded = datasets.load_dataset(str(out))
+    assert {k: v.num_rows for k, v in loaded.items()} == {
+        s: sum(x["split"] == s for x in lines) for s in ("train", "validation")
+    }
+    assert loaded["train"][0]["messages"][0]["role"] == "user"
+    subset = datasets.load_dataset(str(out / "subsets" / "10"))
+    assert sum(v.num_rows for v in subset.values()) == 10 + 2
+    assert card.startswith("---\n") and "size_categories:\n- n<1K" in card and "license: other" in card
+
+    # pushing to the Hub without a token fails before anything is written
+    cfg.push_to_hub, cfg.hub_token_env = "someone/backforth-set", "BACKFORTH_TEST_UNSET_TOKEN"
+    monkeypatch.delenv("BACKFORTH_TEST_UNSET_TOKEN", raising=False)
+    with pytest.raises(UserError, match="no token in \\$BACKFORTH_TEST_UNSET_TOKEN"):
+        run_job(get_job("export"), settings, spark)
+    cfg.push_to_hub = None
 
     # the same settings give the same version and the same rows; every seed pair without a share
     again = run_job(get_job("export"), settings, spark)
