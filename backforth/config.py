@@ -40,6 +40,10 @@ class SparkConfig:
     # Intermediate results: auto (local checkpoints; scratch Delta tables where the compute refuses them, as
     # Databricks Serverless does), local, or table. See backforth/keep.py.
     checkpoint: str = "auto"
+    # Local sessions in a terminal: the Spark UI on 127.0.0.1 (its URL printed) and Spark's console progress bar.
+    # null = on when stderr is a terminal, off otherwise (CI, logs, tests); true / false force either way.
+    ui: bool | None = None
+    progress: bool | None = None
 
 
 @dataclass

@@ -255,8 +255,7 @@ def local_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.driver.memory": settings.spark.driver_memory,
         "spark.databricks.delta.snapshotPartitions": "2",  # Delta log replay on tiny tables: 50 tasks → 2
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
+        **ui_conf(settings),
         "spark.sql.session.timeZone": "UTC",
         "spark.python.worker.reuse": "true",  # engines are cached per Python worker (see backforth/engines)
         "spark.jars.ivy": str(cache_dir() / "ivy"),
@@ -271,6 +270,35 @@ def local_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def interactive(setting: bool | None) -> bool:
+    """A terminal feature's switch: ``setting`` when given, else whether stderr is a terminal."""
+    return setting if setting is not None else sys.stderr.isatty()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the UI's port is chosen here so that its URL can be printed exactly)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ui_conf(settings: Settings) -> dict[str, str]:
+    """The Spark UI and the console progress bar: on in a terminal, off elsewhere. In local mode the driver (and so
+    the UI) listens on 127.0.0.1 only; with another master (executors must reach the driver) the UI is on only when
+    ``spark.ui: true`` asks for it, and then listens where Spark's defaults put it."""
+    conf = {"spark.ui.showConsoleProgress": str(interactive(settings.spark.progress)).lower()}
+    local = settings.spark.master.startswith("local")
+    wanted = interactive(settings.spark.ui) if local else bool(settings.spark.ui)
+    if not wanted:
+        return {**conf, "spark.ui.enabled": "false"}
+    conf.update({"spark.ui.enabled": "true", "spark.ui.port": str(free_port())})
+    if local:
+        conf.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"})
+    return conf
+
+
 def build_local_session(settings: Settings) -> SparkSession:
     """Start a local Delta-enabled session whose catalog persists in ``settings.data_dir``."""
     from pyspark.sql import SparkSession
@@ -280,9 +308,14 @@ def build_local_session(settings: Settings) -> SparkSession:
     # SparkContext reads the variable for RDD and UDF workers alike.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.master(settings.spark.master).appName(settings.spark.app_name)
-    for key, value in local_conf(settings).items():
+    conf = local_conf(settings)
+    for key, value in conf.items():
         builder = builder.config(key, value)
-    return start(builder, settings)
+    session = start(builder, settings)
+    if conf.get("spark.ui.enabled") == "true":
+        host = conf.get("spark.driver.host", "<driver host>")
+        print(f"[backforth] Spark UI: http://{host}:{conf['spark.ui.port']}", file=sys.stderr)
+    return session
 
 
 def submit_args(
