@@ -73,7 +73,8 @@ def read_spark(settings: Settings) -> tuple[list[dict], list[TableState]]:
 
 
 def describe(runs: list[dict], tables: list[TableState], order: list[str]) -> str:
-    """The report: one line per step (its newest run), then one per table."""
+    """The report: one line per step (its newest run, and where its rows are or why it failed), then one per
+    table."""
     by_step: dict[str, list[dict]] = {}
     for run in runs:
         by_step.setdefault(run["step"], []).append(run)
@@ -98,6 +99,9 @@ def describe(runs: list[dict], tables: list[TableState], order: list[str]) -> st
             lines.append(f"{'':<14} error: {last['error'].splitlines()[0][:200]}")
         if last["status"] == RUNNING:
             lines.append(f"{'':<14} running, or killed: `backforth {step}` resumes it")
+        elif last["status"] != FAILED and last.get("output_table"):  # where the step's rows are
+            version = f" (step_version = '{last['step_version']}')" if last.get("step_version") else ""
+            lines.append(f"{'':<14} → {last['output_table']}{version}")
     lines += ["", f"{'table':<22} {'rows':>9}  {'version':>7}  last write (UTC)"]
     for table in tables:
         when = table.updated.strftime("%Y-%m-%d %H:%M:%S") if table.updated else "?"

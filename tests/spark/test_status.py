@@ -32,5 +32,12 @@ def test_status_shows_runs_failures_and_table_rows(spark, make_settings, data_di
     error = out[out.index(ingest) + 1]
     assert "error: BadPathError: job.inputs:" in error and "nowhere.jsonl" in error
     assert next(line for line in out if line.startswith("clean ")).split() == ["clean", "-"]
+    run_job(get_job("ingest"), settings, spark)  # finished again: the step says where its rows are
+    capsys.readouterr()
+    assert main(["status", "--set", f"data_dir={data_dir}", "--set", f"tables.schema={settings.tables.schema}"]) == 0
+    again = capsys.readouterr().out.splitlines()
+    ingest = next(line for line in again if line.startswith("ingest "))
+    assert ingest.split()[1] == "finished" and again[again.index(ingest) + 1].split() == [
+        "→", f"{settings.tables.schema}.docs_raw"]  # fmt: skip
     rows = {line.split()[0]: int(line.split()[1]) for line in out[out.index("") + 2 :]}
     assert rows["docs_raw"] == 7 and rows["ingest_rejects"] == 1 and rows["step_runs"] == 2
