@@ -211,7 +211,7 @@ def engine_slots(spark: Any, profile: ModelProfile) -> int:
     return parallelism(spark)
 
 
-LIGHT_BACKENDS = ("fake", "sim")  # engines that hold no model: any number may run side by side
+LIGHT_BACKENDS = ("fake", "sim", "openai")  # engines that hold no model: any number may run side by side
 
 
 def shard_plan(spark: Any, cfg: Any, profile: ModelProfile, bounded: bool = False) -> ShardPlan:

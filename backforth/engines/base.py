@@ -23,7 +23,7 @@ from backforth.cache import ProcessCache
 
 log = logging.getLogger("backforth.engines")
 
-Backend = Literal["vllm", "vllm-cpu", "transformers", "fake", "sim"]
+Backend = Literal["vllm", "vllm-cpu", "transformers", "fake", "sim", "openai"]
 
 
 @dataclass
@@ -80,7 +80,12 @@ class ModelProfile:
 
     def identity(self) -> dict[str, Any]:
         """What decides the generated text (for step versions): not the serving knobs."""
-        return {"name": self.name, "model": self.model, "tokenizer": self.tokenizer, "dtype": self.dtype}
+        identity = {"name": self.name, "model": self.model, "tokenizer": self.tokenizer, "dtype": self.dtype}
+        if self.backend == "openai":  # a serving endpoint: its host and served model name (never its key)
+            from backforth.engines.endpoint import endpoint_host
+
+            identity["endpoint"] = endpoint_host(str(self.options.get("base_url", "")))
+        return identity
 
 
 @dataclass
@@ -233,7 +238,11 @@ def build_engine(profile: ModelProfile) -> Engine:
         from backforth.engines.sim import SimEngine
 
         return SimEngine(profile)
-    raise ValueError(f"unknown engine backend {profile.backend!r} (vllm, vllm-cpu, transformers, fake, sim)")
+    if profile.backend == "openai":
+        from backforth.engines.endpoint import EndpointEngine
+
+        return EndpointEngine(profile)
+    raise ValueError(f"unknown engine backend {profile.backend!r} (vllm, vllm-cpu, transformers, fake, sim, openai)")
 
 
 def get_engine(profile: ModelProfile) -> Engine:
