@@ -69,6 +69,9 @@ class Responder(_Handler):
         with server.lock:
             server.auth.append(self.headers.get("Authorization"))
             server.served[row_key(body)] += 1
+        if server.key and self.headers.get("Authorization") != f"Bearer {server.key}":
+            self.send_json(401, {"error": {"message": "Invalid API key"}})
+            return
         if body.get("model") != server.model:
             self.send_json(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
             return
@@ -92,8 +95,9 @@ class Responder(_Handler):
         self.send_json(200, {"object": "chat.completion", "choices": [choice], "usage": usage})
 
 
-def responder(model: str = "stub-model", logprobs: bool = True) -> ThreadingHTTPServer:
-    return serve(Responder, model=model, logprobs=logprobs, auth=[], served=Counter())
+def responder(model: str = "stub-model", logprobs: bool = True, key: str | None = None) -> ThreadingHTTPServer:
+    """A :class:`Responder`; with ``key``, requests without ``Authorization: Bearer <key>`` get a 401."""
+    return serve(Responder, model=model, logprobs=logprobs, key=key, auth=[], served=Counter())
 
 
 Plan = Callable[[str, bytes, int], str | None]

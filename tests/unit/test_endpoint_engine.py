@@ -131,6 +131,18 @@ def test_bad_model_fails_the_task_in_one_line_and_missing_logprobs_name_score_mo
         upstream.shutdown()
 
 
+def test_a_refused_key_fails_the_task_without_showing_the_key(monkeypatch) -> None:
+    monkeypatch.setenv("BACKFORTH_TEST_KEY", "sk-wrong-456")
+    upstream = responder(key="sk-right")
+    try:
+        engine = build_engine(profile(base_url(upstream)))
+        with pytest.raises(EndpointError, match="HTTP 401, the endpoint refused the API key") as failure:
+            engine.generate([Request([{"role": "user", "content": "hello"}])] * 3, Sampling(max_tokens=4))
+        assert "sk-wrong-456" not in str(failure.value) and "\n" not in str(failure.value)
+    finally:
+        upstream.shutdown()
+
+
 def test_logprobs_and_continue_prefill_reach_the_server(monkeypatch) -> None:
     upstream = responder()
     try:
