@@ -130,12 +130,12 @@ def test_planted_secrets_appear_nowhere_the_pipeline_info_and_dry_run_leave_anyt
 
     # the runs went to the server through the URI with the password in it
     jobs = sorted(t["value"] for r in runs for t in r["data"]["tags"] if t["key"] == "backforth.job")
-    assert jobs == sorted(["pipeline", "ingest", "clean", "dedup", "backtranslate", "score", "filter", "rewrite",
-                           "export", "report"]), jobs  # fmt: skip
+    assert jobs == sorted(["pipeline", "ingest", "clean", "dedup", "seed", "backtranslate", "score", "filter",
+                           "rewrite", "export", "report"]), jobs  # fmt: skip
     exported = data / "export" / "rewrite"
     assert list((exported / "jsonl").rglob("*.json")) and (exported / "report.html").is_file()
     resolved = list(artifacts.rglob("config/resolved.yaml"))
-    assert len(resolved) == 9
+    assert len(resolved) == 10  # one per step of the pipeline
     shown = yaml.safe_load(resolved[0].read_text())
     assert shown["mlflow"]["tracking_uri"] == f"http://backforth:***@127.0.0.1:{port}"
     assert shown["spark"]["conf"] == {AZURE_KEY: "***", S3A_SECRET: "***"}
