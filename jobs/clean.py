@@ -220,12 +220,12 @@ def run(spark: Any, settings: Any) -> JobResult:
         profile = load_profile(cfg.model, cfg.model_options, pin=False)  # checked with explicit tokenizer/context too
     except ConfigError as exc:
         raise ConfigError(f"clean: job.model: {exc}") from None
-    if settings.job.tokenizer == AUTO:
-        how = profile_tokenizer(profile)[1]
-        (log.warning if cfg.tokenizer is None else log.info)("length filter tokenizer: %s", how)
     source, target = qualify(settings, cfg.input_table), qualify(settings, cfg.output_table)
     if not table_exists(spark, source):
         raise MissingInputError(f"{source} is missing", "ingest")
+    if settings.job.tokenizer == AUTO:  # said once the run goes ahead (a user error stays one line)
+        how = profile_tokenizer(profile)[1]
+        (log.warning if cfg.tokenizer is None else log.info)("length filter tokenizer: %s", how)
     if cfg.tokenizer is not None:
         tokenizer_file(resolve_tokenizer(cfg.tokenizer))  # a bad job.tokenizer fails here, not inside a Spark task
     version = cfg.fingerprint()
