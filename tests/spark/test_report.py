@@ -127,8 +127,11 @@ def seed_run(spark, schema: str) -> None:
          f"doc_id string, kind string, step_version string, source_version string, instruction string, "
          f"response string, status string, model {MODEL}, created_at timestamp, error string, finish_reason string, "
          "sampling struct<max_tokens:int>", "responses")  # fmt: skip
-    save([("p0", EX, "rewrite", None), ("p1", EX, "rewrite", None), ("s0", EX, "seed", None)],  # seed: not counted
-         "pair_id string, step_version string, kind string, drop_reason string", "sft_pairs")
+    save(
+        [("p0", EX, "rewrite", None), ("p1", EX, "rewrite", None), ("s0", EX, "seed", None)],  # seed: not counted
+        "pair_id string, step_version string, kind string, drop_reason string",
+        "sft_pairs",
+    )
     # lineage: which run read which (what the report selects its run from)
     save([r.as_row() for r in step_runs(schema)], lineage.schema(), "step_runs")
     with ThreadPoolExecutor(4) as pool:  # ten small tables: concurrent Spark jobs take a third of the time
