@@ -122,15 +122,22 @@ def find_contaminated(pairs: DataFrame, prompts: DataFrame, n: int, key: str = "
     return hits.groupBy(key).agg(first.alias("contamination"))
 
 
+def content_hash(column: Column) -> Column:
+    """An order-free aggregate hash of ``column``: the sum of its values' xxhash64 modulo a prime (no overflow under
+    ANSI SQL). What export versions record about benchmark prompts and seed pairs."""
+    from pyspark.sql import functions as F
+
+    return F.sum(F.pmod(F.xxhash64(column), F.lit(2**31 - 1)))
+
+
 def describe(prompts: DataFrame) -> dict[str, dict[str, int]]:
     """``{benchmark: {"prompts": n, "content": hash}}``: what an export version's fingerprint records about the
-    benchmarks, so that changed benchmark files give a new version (one Spark job; no file read on the driver). The
-    content hash is order-free: the sum of the prompts' hashes modulo a prime (no overflow under ANSI SQL)."""
+    benchmarks, so that changed benchmark files give a new version (one Spark job; no file read on the driver)."""
     from pyspark.sql import functions as F
 
     agg = prompts.groupBy("benchmark").agg(
         F.count("*").alias("n"),
-        F.sum(F.pmod(F.xxhash64(F.coalesce("prompt", F.lit(""))), F.lit(2**31 - 1))).cast("string").alias("h"),
+        content_hash(F.coalesce("prompt", F.lit(""))).cast("string").alias("h"),
     )
     return {r["benchmark"]: {"prompts": int(r["n"]), "content": r["h"]} for r in agg.collect()}
 

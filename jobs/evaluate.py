@@ -223,11 +223,12 @@ def run(spark: Any, settings: Any) -> JobResult:
     candidate = training_set(spark, settings, cfg.candidate)
     baseline = training_set(spark, settings, cfg.baseline, fallback_export=candidate.export_version)
     items = keep(read_instructions(spark, cfg))
-    n_items = items.count()
+    item_ids = sorted(r["item_id"] for r in items.select("item_id").collect())
+    n_items = len(item_ids)
     if not n_items:
         raise ConfigError(f"evaluate: {cfg.instructions.path} holds no instruction")
     body = {"version": cfg.version, "candidate": candidate.identity(), "baseline": baseline.identity(),
-            "train": asdict(train), "items": sorted(r["item_id"] for r in items.select("item_id").collect()),
+            "train": asdict(train), "items": item_ids,
             "tag": cfg.tag, "answer": asdict(cfg.answer_sampling), "judge": judge.identity(),
             "judge_sampling": asdict(cfg.judge_sampling), "prompts": [answer_prompt.tag, compare.tag]}  # fmt: skip
     version = f"{cfg.version}-{hashing.fingerprint(body, 8)}"

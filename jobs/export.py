@@ -365,7 +365,7 @@ def seed_digest(seeds: Any) -> str:
     when the seed set does, not when seed_pairs merely gets a new Delta version."""
     from pyspark.sql import functions as F
 
-    row = seeds.agg(F.count("*").alias("n"), F.sum(F.pmod(F.xxhash64("pair_id"), F.lit(2**31 - 1))).alias("h")).first()
+    row = seeds.agg(F.count("*").alias("n"), contamination.content_hash(F.col("pair_id")).alias("h")).first()
     return f"{row['n']}:{row['h']}"
 
 
