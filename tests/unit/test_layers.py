@@ -84,3 +84,11 @@ def test_no_module_of_the_package_is_over_400_lines() -> None:
     long = {str(p.relative_to(ROOT)): n for pkg in ("backforth", "jobs", "udfs") for p in modules(pkg)
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}  # fmt: skip
     assert long == {}
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    """pytest imports test files by basename (rootdir-relative, no packages): two ``test_x.py`` break collection."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
