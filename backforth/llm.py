@@ -33,15 +33,17 @@ from backforth.plots import bar_chart
 from backforth.prompts import PromptTemplate, load_prompt
 from backforth.registry import JobResult, job
 from backforth.shards import Progress, run_in_shards, shard_plan
+from backforth.structured import describe as describe_constraint
+from backforth.structured import resolve as resolve_constraint
 from backforth.tables import pending_rows, qualify, table_exists, table_version
 from backforth.tracking import PromptRef, register_prompt
+from backforth.truncation import TRUNCATION_WARN_SHARE, add_truncation, truncation_warning
+
+__all__ = ["STEPS", "TRUNCATION_WARN_SHARE", "Context", "LLMStep", "llm_step", "truncation_warning"]
 
 log = logging.getLogger("backforth.llm")
 
 SEED_MASK = 0x7FFFFFFF  # per-row seeds are non-negative 31-bit ints (every engine accepts them)
-# Above this share of a step's outputs cut at ``sampling.max_tokens`` the run and the report warn: the kept data would
-# lose its longest answers and its length statistics would be biased short.
-TRUNCATION_WARN_SHARE = 0.05
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Context:
     resources: Any = None  # the generation stage's ResourceProfile (GPUs per task), None without stage scheduling
     params: dict[str, str] = field(default_factory=dict)  # the step's declared parameters (in its step version)
     call_rows: int | None = None  # rows per engine call: a task's share of a shard
+    constraint: dict[str, Any] | None = None  # the output format the engine is held to (backforth.structured)
 
     def read(self, table_name: str) -> Any:
         """A config-named table at its current Delta version, read as of that version and recorded as an input of
@@ -134,6 +137,8 @@ class LLMStep:
     # whether hitting max_tokens cuts a free-text output (truncation counted and warned); False where the step asks
     # for a fixed number of tokens on purpose (score's logprob mode reads one token's probabilities)
     capped: Callable[[Any], bool] = lambda cfg: True
+    # named output constraints the config's ``structured:`` may pick (cfg → constraint; backforth.structured)
+    structured: dict[str, Callable[[Any], dict[str, Any]]] = field(default_factory=dict)
     figure_title: Callable[[Context], str] | None = None
 
 
@@ -253,7 +258,7 @@ def build(ctx: Context, step: LLMStep, part: Any) -> Any:
     seed_key = step.seed_key(cfg) if step.seed_key else F.col(step.key[0])
     out = part.withColumn("seed", row_seed(seed_key, ctx.sampling.seed))
     out = generate_frame(out, variables, "seed", ctx.profile, ctx.sampling, ctx.template, step.candidates(cfg),
-                         ctx.resources, ctx.call_rows)  # fmt: skip
+                         ctx.resources, ctx.call_rows, ctx.constraint)  # fmt: skip
     if step.parse is not None:
         out = out.withColumn("parsed", step.parse(ctx))
     return out.select(
@@ -289,6 +294,10 @@ def prepare(spark: Any, settings: Any, step: LLMStep, register: bool = True) -> 
         ctx.inputs.append(InputRef(up.output_table or "", up.step, up.step_version,
                                    table_version(spark, up.output_table) if up.output_table else None))  # fmt: skip
     ctx.params = step.params(cfg)
+    ctx.constraint = resolve_constraint(step.name, getattr(cfg, "structured", None), step.structured, cfg,
+                                        profile.backend)  # fmt: skip
+    if ctx.constraint:  # only when set: free generation keeps the step versions it always had
+        ctx.params["structured"] = describe_constraint(ctx.constraint)
     upstream = ctx.upstream.step_version if ctx.upstream else None
     ctx.version = step_version(cfg.version, profile, sampling, template, upstream=upstream, params=ctx.params)
     ctx.prompt = register_prompt(template, settings) if register else None
@@ -320,6 +329,8 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
     metrics.update({"tokens_per_s": round(tokens / max(totals["generation_s"], 1e-9), 1), "shard_rows": plan.rows,
                     "shard_tasks": plan.tasks, "shards_in_flight": plan.in_flight})  # fmt: skip
     tags = run_tags(step.name, profile, ctx.prompt, ctx.version, sampling)
+    if ctx.constraint:
+        tags["backforth.structured"] = ctx.params["structured"][:4900]
     if ctx.upstream is not None:
         tags["backforth.input_step_version"] = ctx.upstream.step_version or ""
     result = JobResult(metrics, tags=tags)
@@ -341,34 +352,6 @@ def run_step(spark: Any, settings: Any, step: LLMStep) -> JobResult:
         sampling=asdict(sampling), params=params, rows_in=progress.total, rows_out=int(totals["rows"]),
     )  # fmt: skip
     return result
-
-
-def truncation_warning(step: str, truncated: int, outputs: int, cap: int) -> str | None:
-    """The one-line warning when more than TRUNCATION_WARN_SHARE of ``outputs`` hit the ``cap``; None below it."""
-    if not outputs or truncated / outputs <= TRUNCATION_WARN_SHARE:
-        return None
-    return (f"{step}: {truncated} of {outputs} outputs ({truncated / outputs:.1%}) stopped at the {cap}-token cap "
-            f"(more than {TRUNCATION_WARN_SHARE:.0%}): the longest answers are cut or rejected and lengths biased "
-            f"short; raise it with --set {step}.sampling.max_tokens={2 * cap}")  # fmt: skip
-
-
-def add_truncation(step: str, cap: int, written: Any, result: JobResult) -> None:
-    """``truncated`` (outputs whose finish_reason is 'length': cut at ``max_tokens``) and ``truncated_share`` of the
-    generated outputs (rows without an engine error) of this version; above TRUNCATION_WARN_SHARE a WARNING line in
-    the run's log and the same text as the run's ``backforth.truncation_warning`` tag."""
-    from pyspark.sql import functions as F
-
-    row = written.agg(
-        F.count(F.when(F.col("error").isNull(), 1)).alias("outputs"),
-        F.count(F.when(F.col("finish_reason") == "length", 1)).alias("truncated"),
-    ).first()
-    outputs, truncated = int(row["outputs"] or 0), int(row["truncated"] or 0)
-    result.metrics.update({"truncated": truncated, "truncated_share": round(truncated / outputs, 4) if outputs else 0.0,
-                           "max_tokens": cap})  # fmt: skip
-    warning = truncation_warning(step, truncated, outputs, cap)
-    if warning:
-        log.warning("%s", warning)
-        result.tags["backforth.truncation_warning"] = warning
 
 
 def add_outcomes(ctx: Context, step: LLMStep, written: Any, result: JobResult) -> None:

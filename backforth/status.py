@@ -102,11 +102,46 @@ def describe(runs: list[dict], tables: list[TableState], order: list[str]) -> st
         elif last["status"] != FAILED and last.get("output_table"):  # where the step's rows are
             version = f" (step_version = '{last['step_version']}')" if last.get("step_version") else ""
             lines.append(f"{'':<14} → {last['output_table']}{version}")
+            waiting = next_step(step, last, by_step, order)
+            if waiting:
+                lines.append(f"{'':<14} next: {waiting}")
     lines += ["", f"{'table':<22} {'rows':>9}  {'version':>7}  last write (UTC)"]
     for table in tables:
         when = table.updated.strftime("%Y-%m-%d %H:%M:%S") if table.updated else "?"
         lines.append(f"{table.name:<22} {table.rows:>9}  {table.version:>7}  {when}")
     return "\n".join(lines)
+
+
+def reads(run: dict, step: str, version: str | None = None) -> bool:
+    """Whether ``run`` read an output of ``step`` (of ``version``, when given)."""
+    return any(i.get("step") == step and (version is None or i.get("step_version") == version)
+               for i in run.get("inputs") or [])  # fmt: skip
+
+
+def next_step(step: str, last: dict, by_step: dict[str, list[dict]], order: list[str]) -> str | None:
+    """What the steps that read ``step`` have left of its newest run ``last``, from the lineage alone: rows a
+    consumer's interrupted run did not finish, a consumer that read an older run, or (no consumer yet) the next
+    step of the pipeline that has not run. None when the newest consumer runs read this run in full."""
+    version = last.get("step_version")
+    consumers = sorted(c for c, history in by_step.items() if c != step and any(reads(r, step) for r in history))
+    notes = []
+    for consumer in consumers:
+        newest = max((r for r in by_step[consumer] if reads(r, step)), key=lambda r: started(r))
+        if not reads(newest, step, version) and started(newest) < started(last):
+            notes.append(f"{consumer} has not read this run yet ({fmt(last['rows_out'])} rows)")
+        elif newest["status"] in (FAILED, RUNNING) and newest.get("rows_in") is not None:
+            left = max(0, int(newest["rows_in"]) - int(newest.get("rows_out") or 0))
+            if left:
+                notes.append(f"{consumer} has {left} of {newest['rows_in']} rows left (`backforth {consumer}` resumes)")
+    if not consumers and step in order and order.index(step) + 1 < len(order):
+        following = order[order.index(step) + 1]
+        if not by_step.get(following):
+            notes.append(f"{following} has not run yet")
+    return "; ".join(notes) or None
+
+
+def started(run: dict) -> float:
+    return run["started_at"].timestamp() if run.get("started_at") else 0.0
 
 
 def fmt(value: Any) -> str:

@@ -34,6 +34,13 @@ class BacktranslateConfig:
     limit: int | None = at_least(0)  # generate at most this many pending documents (smallest doc_id first)
     min_words: int = 3
     max_words: int = 120
+    # null = free text; `line` = one line that starts with a visible character and ends with . ? or ! (no
+    # preamble line, no answer below it); or a constraint mapping (regex / choice / json): backforth.structured
+    structured: str | dict[str, Any] | None = None
+
+
+# One request: a single line, then the end of the output (the model may stop only after closing punctuation).
+ONE_LINE = r"[^\s][^\n]*[.?!]"
 
 
 def prompt_words(template: PromptTemplate) -> str:
@@ -68,6 +75,7 @@ STEP = llm_step(
         columns=lambda ctx: ["parsed.instruction", "parsed.reject_reason"],
         outcome="coalesce(CASE WHEN error IS NOT NULL THEN 'engine_error' END, reject_reason, 'accepted')",
         rows_metric="docs",
+        structured={"line": lambda cfg: {"regex": ONE_LINE}},
         figure_title=lambda ctx: (
             f"Backtranslation outcomes, {ctx.profile.name} ({ctx.version})\n"
             "accepted = passed the output checks, not a quality judgement"

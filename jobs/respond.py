@@ -37,6 +37,9 @@ class RewriteConfig:
     )
     prompt: str = "rewrite"
     accept_untagged: bool = True  # an output without any tag is taken whole (status ok_untagged)
+    # null = free text; rewrite's `tags` = the answer (after the prefilled [RES]) may end only with [/RES] and holds
+    # no other [RES]/[/RES]-like tag; or a constraint mapping (regex / choice / json): backforth.structured
+    structured: str | dict[str, Any] | None = None
     version: str = "rw-v1"
     shard_rows: int | None = at_least(1)  # rows per Delta append; null = engines × engine batch × 4 (backforth.shards)
     shards_in_flight: int = at_least(1, 2)  # shards generating at once: engines never wait for a shard's tail or commit
@@ -48,6 +51,11 @@ class DistillConfig(RewriteConfig):
     sampling: Sampling = field(default_factory=lambda: Sampling(temperature=1.0, top_p=0.9, max_tokens=512))
     prompt: str = "distill"
     version: str = "ds-v1"
+
+
+# The answer after the prefilled "[RES]": no "[R", "[/" or "[[" inside (no second tag, no echo of the prompt's
+# sentence about the tags), ended by "[/RES]" (the stop string: the engine stops there and returns what came before).
+TAGGED_ANSWER = r"(?:[^\[]|\[[^R/\[])*\[/RES\]"
 
 
 def pairs(ctx: Context) -> Any:
@@ -98,6 +106,7 @@ def declare(kind: str, config: type, description: str) -> LLMStep:
             outcome="status",
             outcome_metric="status",
             rows_metric="pairs",
+            structured={"tags": lambda cfg: {"regex": TAGGED_ANSWER}} if kind == "rewrite" else {},
         )
     )
 

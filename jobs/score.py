@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from backforth.config import at_least
+from backforth.config import ConfigError, at_least
 from backforth.engines import Sampling
 from backforth.llm import Context, LLMStep, llm_step
 from backforth.plots import bar_chart
@@ -43,6 +43,10 @@ class ScoreConfig:
     prompt: str = "score"
     min_digit_mass: float = 0.5  # logprob mode: below this probability on 1-5 the score is invalid
     sanity_pairs: int = 20  # control pairs with another document's instruction (0 = no sanity check)
+    # text mode only. null = free text; `reasoning` = one paragraph of reasons (at most 2 characters per token of
+    # the cap, so the verdict always fits) then "Score: N" on its own line; `digit` = the answer prefilled with
+    # "Score: " and held to one of 1-5; or a constraint mapping (regex / choice / json): backforth.structured
+    structured: str | dict[str, Any] | None = None
     version: str = "score-v1"
     shard_rows: int | None = at_least(1)  # rows per Delta append; null = engines × engine batch × 4 (backforth.shards)
     shards_in_flight: int = at_least(1, 2)  # shards generating at once: engines never wait for a shard's tail or commit
@@ -50,7 +54,20 @@ class ScoreConfig:
 
 
 def judge_template(cfg: ScoreConfig, template: PromptTemplate) -> PromptTemplate:
-    return replace(template, prefill=SCORE_PREFILL) if cfg.mode == "logprob" else template
+    if cfg.mode == "logprob" and cfg.structured not in (None, "off"):
+        raise ConfigError("score.structured: logprob mode generates no text to constrain (it reads the digits' "
+                          "probabilities); use mode: text with structured, or structured: null")  # fmt: skip
+    prefilled = cfg.mode == "logprob" or cfg.structured == "digit"
+    return replace(template, prefill=SCORE_PREFILL) if prefilled else template
+
+
+def reasoning_then_score(cfg: ScoreConfig) -> dict[str, str]:
+    """One paragraph of reasons, short enough that ``Score: N`` fits in the token cap, then the verdict line."""
+    chars = max(16, 2 * (cfg.sampling.max_tokens - 8))
+    return {"regex": rf"[^\n]{{1,{chars}}}\nScore: [1-5]"}
+
+
+PRESETS = {"reasoning": reasoning_then_score, "digit": lambda cfg: {"choice": DIGITS}}
 
 
 def pairs(ctx: Context) -> Any:
@@ -156,6 +173,7 @@ STEP = llm_step(
         parse=parse,
         columns=columns,
         rows_metric="pairs",
+        structured=PRESETS,
         summary=summary,
     )
 )

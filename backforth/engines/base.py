@@ -101,11 +101,13 @@ class Sampling:
 
 @dataclass
 class Request:
-    """One chat prompt: messages (role/content dicts), an optional assistant prefill, an optional per-row seed."""
+    """One chat prompt: messages (role/content dicts), an optional assistant prefill, an optional per-row seed, an
+    optional output constraint (backforth.structured: one of regex, choice, json)."""
 
     messages: list[dict[str, str]]
     prefill: str = ""
     seed: int | None = None
+    constraint: dict[str, Any] | None = None
 
 
 @dataclass
@@ -137,6 +139,7 @@ class Engine:
     """Base class: prompt rendering and checks; subclasses implement :meth:`_generate` on token ids."""
 
     backend: str = "base"
+    structured: bool = False  # whether it can constrain decoding (Request.constraint)
 
     def __init__(self, profile: ModelProfile) -> None:
         self.profile = profile
@@ -168,6 +171,8 @@ class Engine:
     # -- generation ---------------------------------------------------------------------------------------------
     def generate(self, requests: list[Request], sampling: Sampling) -> list[Generation]:
         """Generate for every request; results in request order. Raises only if the engine itself fails."""
+        if not self.structured and any(r.constraint for r in requests):
+            raise ValueError(f"the {self.backend} engine cannot constrain decoding (structured outputs)")
         results: list[Generation | None] = [None] * len(requests)
         todo: list[tuple[int, list[int], Request]] = []
         for i, request in enumerate(requests):

@@ -20,6 +20,9 @@ Options (``profile.options``); the served model name is the profile's ``model``:
 - ``concurrency`` (8), ``max_requests_per_s`` (null = unlimited), ``max_retries`` (5), ``timeout_s`` (120),
   ``backoff_s`` (0.5, the first retry's delay, doubled each time up to ``backoff_max_s``, 30), ``logprobs_top_k`` (20).
 
+A request's output constraint (backforth.structured) goes in the body: ``structured_outputs`` (regex, choice: vLLM
+servers) or ``response_format`` with a JSON schema (``json``: the standard form other servers accept too).
+
 No local length check: a prompt the server refuses as too long (a 400 naming the context length) becomes the row's
 ``prompt_too_long`` error, like the local engines' check.
 """
@@ -38,6 +41,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from backforth.engines.base import Engine, Generation, ModelProfile, Request, Sampling
+from backforth.structured import openai_fields
 
 log = logging.getLogger("backforth.engines.endpoint")
 
@@ -168,6 +172,7 @@ def databricks_secret(scope: str, key: str) -> str:
 
 class EndpointEngine(Engine):
     backend = "openai"
+    structured = True  # asked of the server in the request body (backforth.structured.openai_fields)
 
     def __init__(self, profile: ModelProfile) -> None:
         super().__init__(profile)
@@ -217,6 +222,7 @@ class EndpointEngine(Engine):
         body["seed"] = int(seed)
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        body.update(openai_fields(request.constraint))
         if self.api == "completions":
             text = self.tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
             body["prompt"] = text + prefill

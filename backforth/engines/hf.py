@@ -4,6 +4,10 @@ Prompts arrive sorted by length from the UDF, so each micro-batch of ``profile.b
 honours temperature, top-p, max tokens, stop strings and the seed; the seed of a micro-batch is that of its first
 request (transformers draws one random stream per batch), so results depend on batch composition, unlike vLLM's
 per-request seeds.
+
+Constrained requests (``Request.constraint``) go through xgrammar, the grammar engine vLLM uses: one matcher per row
+masks the tokens that would leave the format, *before* temperature and top-p are applied (transformers would run its
+own top-p/top-k first and could leave a row with no allowed token), so constrained sampling matches vLLM's.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from backforth.models import resolve_profile_model, resolve_tokenizer
 
 class TransformersEngine(Engine):
     backend = "transformers"
+    structured = True
 
     def __init__(self, profile: ModelProfile) -> None:
         super().__init__(profile)
@@ -47,6 +52,8 @@ class TransformersEngine(Engine):
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
+        self._grammars: dict[str, object] = {}  # compiled constraints by their text (a step compiles one)
+        self._compiler = None
 
     def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
         out: list[Generation] = []
@@ -71,6 +78,9 @@ class TransformersEngine(Engine):
         torch.manual_seed(seed)
         sample = sampling.temperature > 0
         kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p} if sample else {}
+        if any(r.constraint for r in requests):  # the mask, then temperature and top-p, in one processor
+            kwargs = {"logits_processor": self._constrained(requests, sampling), "top_k": 0}
+            kwargs.update({"temperature": 1.0, "top_p": 1.0} if sample else {})
         if sampling.stop:
             kwargs.update(stop_strings=sampling.stop, tokenizer=self.tokenizer)
         with torch.inference_mode():
@@ -96,6 +106,33 @@ class TransformersEngine(Engine):
                     text, finish = text.split(stop, 1)[0], "stop"
             results.append(Generation(text, None, len(prompt), len(tokens), finish))
         return results
+
+    def _constrained(self, requests: list[Request], sampling: Sampling) -> object:
+        """A processor list for one ``generate`` call: xgrammar's mask per row (rows without a constraint get one
+        that allows anything), then the sampling's temperature and top-p."""
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        processors: list[object] = [LogitsProcessor([self._grammar(r.constraint) for r in requests])]
+        if sampling.temperature > 0 and sampling.temperature != 1.0:
+            processors.append(TemperatureLogitsWarper(sampling.temperature))
+        if sampling.temperature > 0 and sampling.top_p < 1.0:
+            processors.append(TopPLogitsWarper(sampling.top_p))
+        return LogitsProcessorList(processors)
+
+    def _grammar(self, constraint: dict | None) -> object:
+        from backforth.structured import describe, xgrammar_compile
+
+        key = describe(constraint)
+        if key not in self._grammars:
+            import xgrammar
+
+            if self._compiler is None:
+                vocab = self.model.get_output_embeddings().weight.shape[0]
+                info = xgrammar.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab)
+                self._compiler = xgrammar.GrammarCompiler(info)
+            self._grammars[key] = xgrammar_compile(self._compiler, constraint or {"regex": r"[\s\S]*"})
+        return self._grammars[key]
 
     def _next_token_probs(self, prompts: list[list[int]], token_ids: list[int]) -> list[dict[int, float]]:
         torch = self.torch

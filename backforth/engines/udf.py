@@ -39,9 +39,11 @@ def generate_batch(
     rows: list[dict[str, Any]],
     seeds: list[Any],
     candidates: list[str] | None = None,
+    constraint: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Render, sort by length, generate, restore row order. Pure Python: tested without Spark.
     With ``candidates``, no text is generated: each row gets the next-token probabilities of the candidates.
+    ``constraint``: every request's output format (backforth.structured), None for free generation.
     ``engine_s``: the engine call's wall time shared equally by the rows that reached it (0 for rows refused before
     it): summed over a step, the seconds its engines were busy, which cost accounting turns into GPU-hours."""
     results: list[dict[str, Any] | None] = [None] * len(rows)
@@ -51,7 +53,7 @@ def generate_batch(
             results[i] = _as_row(Generation(None, "empty_prompt", finish_reason="error"))  # nothing to ask about
             continue
         seed = None if seed is None or seed != seed else int(seed)  # NaN from pandas = no per-row seed
-        requests.append(Request(template.render(**values), template.prefill, seed))
+        requests.append(Request(template.render(**values), template.prefill, seed, constraint))
         positions.append(i)
     order = length_order([sum(len(m["content"]) for m in r.messages) for r in requests])
     ordered = [requests[i] for i in order]
@@ -99,6 +101,7 @@ def generate_frame(
     candidates: list[str] | None = None,
     resources: Any = None,
     call_rows: int | None = None,
+    constraint: dict[str, Any] | None = None,
 ) -> Any:
     """``df`` plus a ``gen`` struct column (the fields of :data:`RESULT_FIELDS`), generated in one ``mapInPandas``
     stage: prompt variable ``var`` takes column ``variables[var]``, the per-row seed column ``seed``.
@@ -106,7 +109,8 @@ def generate_frame(
     ``resources`` (a Spark ``ResourceProfile``, see :func:`gpu_stage_profile`) makes Spark run this stage's tasks
     with the GPUs it asks for — one task per GPU — while every other stage of the application keeps every core.
     ``call_rows``: Arrow batches are gathered until about this many rows (up to 1.25×, so a task's share of a shard
-    is one call, not a full call and a sliver) and generated in one engine call; None = one call per Arrow batch."""
+    is one call, not a full call and a sliver) and generated in one engine call; None = one call per Arrow batch.
+    ``constraint``: the output format every row's generation is held to (backforth.structured)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
@@ -125,7 +129,7 @@ def generate_frame(
         for frame in gathered(frames, call_rows):
             values = [frame[c].tolist() for c in columns]
             rows = [{n: v[i] for n, v in zip(names, values, strict=True)} for i in range(len(frame))]
-            out = generate_batch(engine, template, sampling, rows, frame[seed].tolist(), candidates)
+            out = generate_batch(engine, template, sampling, rows, frame[seed].tolist(), candidates, constraint)
             result = pd.DataFrame(out, columns=RESULT_FIELDS).astype({"prompt_tokens": "int32",
                                                                         "output_tokens": "int32"})  # fmt: skip
             for name, column in zip(RESULT_FIELDS, hidden, strict=True):

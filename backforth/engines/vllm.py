@@ -18,6 +18,8 @@ from backforth.models import resolve_profile_model, resolve_tokenizer
 
 
 class VllmEngine(Engine):
+    structured = True
+
     def __init__(self, profile: ModelProfile) -> None:
         super().__init__(profile)
         self.backend = profile.backend
@@ -51,6 +53,7 @@ class VllmEngine(Engine):
 
     def _generate(self, prompts: list[list[int]], requests: list[Request], sampling: Sampling) -> list[Generation]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
         params = [
             SamplingParams(
@@ -59,6 +62,7 @@ class VllmEngine(Engine):
                 max_tokens=sampling.max_tokens,
                 seed=r.seed if r.seed is not None else sampling.seed,
                 stop=list(sampling.stop) or None,
+                structured_outputs=StructuredOutputsParams(**r.constraint) if r.constraint else None,
             )
             for r in requests
         ]

