@@ -22,6 +22,7 @@ from backforth.table_schemas import (
     _instructions,
     _pairs_filtered,
     _responses,
+    _reviews,
     _scores,
     _sft_pairs,
     _step_runs,
@@ -137,6 +138,9 @@ TABLES: dict[str, Table] = {
             _pairs_filtered,
             ("filter",),
             stage="pairs kept by the filter",
+            kept="drop_reason IS NULL",  # human_reject: people rejected the pair in `backforth review`
+            reason="drop_reason",
+            added=(("drop_reason", "string"),),
             versioned=True,
             replaces=True,
             description="the pairs a filter rule kept",
@@ -174,6 +178,13 @@ TABLES: dict[str, Table] = {
             versioned=True,
             replaces=True,
             description="pairwise judgements of two fine-tuned models' answers to held-out instructions",
+        ),
+        Table(
+            "reviews",
+            ("review_id",),
+            _reviews,
+            ("review",),
+            description="people's labels and edits of pairs (`backforth review`), honoured by filter and export",
         ),
         Table("step_runs", ("run_id",), _step_runs, ("*",), description="lineage: one row per step run"),
     ]  # fmt: skip

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from backforth.config import Settings, dump_yaml, load_settings
+from backforth.config import dump_yaml, load_settings
 from backforth.errors import ConfigError, UserError
 from backforth.registry import load_jobs
 
@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(p)
     p = sub.add_parser("status", help="where the pipeline stands: each step's newest run and every table's rows")
     add_common(p)
+    p = sub.add_parser("review", help="a local web app to read, compare and label the generated pairs")
+    add_common(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--reviewer", default=None, help="name kept with each label (default: $BACKFORTH_REVIEWER, $USER)")
     p = sub.add_parser("setup", help="fetch the Delta Lake jars, convert the embedded model, test Spark")
     add_common(p)
     p.add_argument("--if-needed", action="store_true", help="do nothing when the jars are already cached")
@@ -289,52 +294,6 @@ def cmd_submit_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    """Tell the user where things are and the next commands to type."""
-    from backforth.catalog import TABLES
-    from backforth.masking import mask_url_secrets
-    from backforth.runner import tracking_uri
-
-    settings: Settings = load_settings(None, None, args.env, args.overrides, args.conf_dir)
-    uri = mask_url_secrets(tracking_uri(settings))  # a password in it is not for the terminal
-    width = max(len(t.name) for t in TABLES.values())
-    tables = "\n".join(
-        f"  {t.name:<{width}}  key {', '.join(t.key) + (' + step_version' if t.versioned else ''):<32} {t.description}"
-        for t in TABLES.values()
-    )
-    print(f"Tables (schema '{settings.tables.schema}'; written by the steps, lineage in step_runs):\n{tables}")
-    print(
-        f"""
-Local data folder: {settings.data_path}
-  tables (Delta):  {settings.data_path / "warehouse"}   schema '{settings.tables.schema}'
-  MLflow store:    {uri}
-  SFT files:       {settings.data_path / "export" / "rewrite"}   (jsonl/, parquet/, README.md)
-  Report:          {settings.data_path / "export" / "rewrite" / "report.html"}   (opens offline)
-
-Explore in notebooks (also Databricks notebooks): python notebooks/explore/funnel.py, scores.py, samples.py
-
-Query the tables:
-  backforth sql "SELECT source_format, count(*) FROM docs_raw GROUP BY 1"
-  backforth sql "SELECT reason, count(*) FROM ingest_rejects GROUP BY 1"
-  backforth sql "SELECT drop_reason, count(*) FROM docs_clean GROUP BY 1"
-  backforth sql "SELECT doc_id, failed_rules, stats.dup_line_share FROM docs_clean WHERE drop_reason IS NOT NULL"
-  backforth sql "SELECT cluster_id, collect_list(doc_id) FROM docs_dedup GROUP BY 1 HAVING count(*) > 1"
-  backforth sql "SELECT coalesce(reject_reason, error, 'accepted'), count(*) FROM instructions GROUP BY 1"
-  backforth sql "SELECT pair_kind, score, expected_score, invalid_reason FROM scores LIMIT 20"
-  backforth sql "SELECT kind, status, count(*) FROM responses GROUP BY 1, 2"
-  backforth sql "SELECT messages, url, score, split FROM sft_pairs LIMIT 5"
-  backforth sql "SELECT source, count(*) FROM seed_pairs GROUP BY 1"       (after `backforth seed`)
-  backforth sql "SELECT reason, count(*) FROM seed_rejects GROUP BY 1"
-  backforth sql "SELECT step, step_version, status, rows_out, started_at FROM step_runs ORDER BY started_at"
-  backforth sql "DESCRIBE HISTORY docs_raw"
-
-Open MLflow (then browse http://127.0.0.1:5000, experiment '{settings.mlflow.experiment}'):
-  mlflow ui --backend-store-uri {uri} --port 5000
-(run both from this folder; with `make`, the commands live in .venv/bin/)"""
-    )
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     args = build_parser().parse_args(argv)
@@ -353,14 +312,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_sql(args)
         if args.command == "check":
             return cmd_check(args)
-        if args.command == "status":
-            from backforth.status import status
+        if args.command in ("status", "review"):
+            from backforth.commands import cmd_light
 
-            print(status(load_settings(None, None, args.env, args.overrides, args.conf_dir)))
-            return 0
+            return cmd_light(args)
         if args.command == "setup":
             return cmd_setup(args)
         if args.command == "info":
+            from backforth.commands import cmd_info
+
             return cmd_info(args)
         if args.command == "submit-args":
             return cmd_submit_args(args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -106,3 +108,17 @@ Seed pairs are {share} of the set ({
 {rows}
 """
     )
+
+
+def push(folder: Path, repo: str, private: bool, token: str | None, version: str) -> None:
+    """Upload ``folder`` (files, cards, subsets; Spark's marker files left out) to the Hub dataset ``repo`` in one
+    commit. Not tested against the Hub here (no network to it): the README says so."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
+                             commit_message=f"backforth export {version}",
+                             ignore_patterns=["**/_SUCCESS", "**/.*", "_SUCCESS", ".*"])  # fmt: skip
+    logging.getLogger("backforth.export").info("pushed %s to the Hub dataset %s (%s)", folder, repo,
+                                               getattr(info, "commit_url", info))  # fmt: skip

@@ -57,7 +57,7 @@ def _pairs_filtered() -> StructType:
     return _struct(
         ("doc_id", s), ("step_version", s), ("instruction", s), ("instruction_version", s), ("score", T.IntegerType()),
         ("expected_score", T.DoubleType()), ("score_version", s), ("filter_mode", s), ("filter_value", T.DoubleType()),
-        ("created_at", T.TimestampType()),
+        ("created_at", T.TimestampType()), ("drop_reason", s),
     )  # fmt: skip
 
 
@@ -80,6 +80,7 @@ def _sft_pairs() -> StructType:
         ("step_version", s), ("exported_at", T.TimestampType()), ("tag", s), ("contamination",
         _struct(("benchmark", s), ("field", s), ("ngram", s))), ("drop_reason", s), ("rank", T.IntegerType()),
         ("subsets", T.ArrayType(T.IntegerType())),
+        ("review", _struct(("review_id", s), ("label", s), ("reviewer", s))),
     )  # fmt: skip
 
 
@@ -147,6 +148,12 @@ def _ingest_rejects() -> StructType:
         ("file", s), ("position", T.LongType()), ("reason", s), ("detail", s), ("raw", s), ("source_format", s),
         ("ingest_batch", s), ("ingested_at", T.TimestampType()),
     )  # fmt: skip
+
+
+def _reviews() -> StructType:
+    from backforth.reviews import spark_schema
+
+    return spark_schema()
 
 
 def _step_runs() -> StructType:

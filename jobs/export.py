@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from backforth import catalog, contamination, crash, lineage
+from backforth import reviews as review_table
 from backforth.catalog import ACCEPTED_RESPONSE, SEED_KIND, SEED_TAG, WEB_TAG
 from backforth.config import ConfigError
 from backforth.contamination import DecontaminationConfig
-from backforth.dataset_card import dataset_card
+from backforth.dataset_card import dataset_card, push
 from backforth.engines import load_profile
 from backforth.hashing import fingerprint
 from backforth.keep import keep, release
@@ -100,8 +101,9 @@ def split_of(pair_id: Any, fraction: float) -> Any:
     return F.when(bucket < int(fraction * 10000), "validation").otherwise("train")
 
 
-def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, version: str) -> Any:
-    """Pure transformation: accepted responses → sft_pairs rows with messages, provenance and split."""
+def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, version: str, reviews: Any = None) -> Any:
+    """Pure transformation: accepted responses → sft_pairs rows with messages, provenance and split; people's reviews
+    (backforth.reviews) replace edited text and mark rejected pairs (``human_reject``)."""
     from pyspark.sql import functions as F
 
     accepted = responses.where(F.col("status").isin(*ACCEPTED_RESPONSE))
@@ -111,7 +113,7 @@ def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, versio
         ["doc_id", "source_version"],
         "left",
     )
-    joined = joined.join(docs.select("doc_id", "url", "source"), "doc_id", "left")
+    joined = review_table.apply(joined.join(docs.select("doc_id", "url", "source"), "doc_id", "left"), reviews)
     return joined.select(
         pair_id.alias("pair_id"),
         chat(tagged(F.col("instruction"), cfg.tag), F.col("response")).alias("messages"),
@@ -132,6 +134,8 @@ def export_rows(responses: Any, pairs: Any, docs: Any, cfg: ExportConfig, versio
         F.lit(version).alias("step_version"),
         F.current_timestamp().alias("exported_at"),
         F.lit(cfg.tag).cast("string").alias("tag"),
+        "review",
+        "human_reject",
     )
 
 
@@ -230,20 +234,28 @@ def run(spark: Any, settings: Any) -> JobResult:
     docs = spark.table(docs_fqn)
     inputs.append(InputRef(docs_fqn, table_version=table_version(spark, docs_fqn)))
     seeds, seed_note = read_seeds(spark, settings, cfg, inputs)
+    reviews = review_table.read(spark, settings)
+    if reviews is not None:  # the people's labels decide the output: their table version is an input
+        reviews_fqn = qualify(settings, review_table.TABLE)
+        inputs.append(InputRef(reviews_fqn, table_version=table_version(spark, reviews_fqn)))
     prompts = contamination.read_benchmarks(spark, cfg.decontamination)
     benchmarks = contamination.describe(prompts) if prompts is not None else {}
     body = {"input": upstream.step_version, "tag": cfg.tag, "validation_fraction": cfg.validation_fraction,
             "seed": None if seeds is None else {"pairs": seed_digest(seeds), "tag": cfg.seed.tag,
                                                 "share": cfg.seed.share},
             "sizes": sorted(cfg.sizes), "benchmarks": benchmarks, "ngram": cfg.decontamination.ngram}  # fmt: skip
-    if seeds is None and not cfg.sizes and not benchmarks:
+    if reviews is not None:
+        body["reviews"] = review_table.digest(reviews)
+    if seeds is None and not cfg.sizes and not benchmarks and reviews is None:
         body = {k: body[k] for k in ("input", "tag", "validation_fraction")}  # the version of exports before mixing
     export_version = f"export-{fingerprint(body, 8)}"
-    rows = export_rows(responses, pairs, docs, cfg, export_version)
+    rows = export_rows(responses, pairs, docs, cfg, export_version, reviews)
     if seeds is not None:
-        rows = rows.unionByName(seed_rows(seeds, cfg, export_version))
+        rows = rows.unionByName(seed_rows(seeds, cfg, export_version), allowMissingColumns=True)
     rows = contamination.scan(spark, rows, cfg.decontamination, prompts)
-    rows = keep(rows.withColumn("drop_reason", F.when(F.col("contamination").isNotNull(), "contaminated")))
+    reason = F.coalesce(F.when(F.col("human_reject"), review_table.HUMAN_REJECT),
+                        F.when(F.col("contamination").isNotNull(), "contaminated"))  # fmt: skip
+    rows = keep(rows.withColumn("drop_reason", reason).drop("human_reject"))
     available = {r["seedy"]: int(r["count"]) for r in rows.where(F.col("drop_reason").isNull())
                  .groupBy((F.col("kind") == SEED_KIND).alias("seedy")).count().collect()}  # fmt: skip
     generated, seed_total = available.get(False, 0), available.get(True, 0)
@@ -345,19 +357,6 @@ def hub_token(cfg: ExportConfig) -> str | None:
         raise UserError(f"export.push_to_hub={cfg.push_to_hub}: no token in ${cfg.hub_token_env}; create a write "
                         f"token on the Hub and export it there (it is read from the environment only)")  # fmt: skip
     return token
-
-
-def push(folder: Path, repo: str, private: bool, token: str | None, version: str) -> None:
-    """Upload ``folder`` (files, cards, subsets; Spark's marker files left out) to the Hub dataset ``repo`` in one
-    commit. Not tested against the Hub here (no network to it): the README says so."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="dataset",
-                             commit_message=f"backforth export {version}",
-                             ignore_patterns=["**/_SUCCESS", "**/.*", "_SUCCESS", ".*"])  # fmt: skip
-    log.info("pushed %s to the Hub dataset %s (%s)", folder, repo, getattr(info, "commit_url", info))
 
 
 def seed_digest(seeds: Any) -> str:

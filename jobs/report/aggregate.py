@@ -87,7 +87,8 @@ def funnel_stages(spark: Any, settings: Any, v: Versions) -> list[tuple[str, int
         elif s.table == "pairs_filtered":
             valid = stages[-1][1] if stages and stages[-1][0] == "pairs with a valid score" else s.kept
             label = f"below_filter ({v.filter_rule})" if v.filter_rule else "below_filter"
-            reasons = {label: max(0, valid - s.kept)}
+            people = {k: n for k, n in reasons.items() if k != "dropped"}  # human_reject: from `backforth review`
+            reasons = {label: max(0, valid - s.kept - sum(people.values())), **people}
         label = f"{KIND_LABELS[cfg.kind]} responses accepted" if s.table == "responses" else s.label
         stages.append((label, s.kept, reasons))
     return stages
@@ -103,6 +104,8 @@ def run_pairs(spark: Any, settings: Any, v: Versions) -> Any:
     pairs_fqn, instr_fqn = output_table(settings, v, "filter"), output_table(settings, v, "backtranslate")
     if v.filter and table_exists(spark, pairs_fqn):
         base = spark.table(pairs_fqn).where(F.col("step_version") == v.filter)
+        if "drop_reason" in base.columns:  # pairs people rejected stay in the table, with their reason
+            base = base.where(F.col("drop_reason").isNull())
     elif v.instructions and table_exists(spark, instr_fqn):
         base = spark.table(instr_fqn).where(
             (F.col("step_version") == v.instructions) & F.col("instruction").isNotNull()

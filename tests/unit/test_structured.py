@@ -67,7 +67,8 @@ def test_the_backtranslate_and_rewrite_patterns_hold_what_they_promise() -> None
     for bad in ("Request:\nHow do I feed a starter?", " How?", "How do I feed a starter"):
         assert not re.fullmatch(ONE_LINE, bad)
     assert re.fullmatch(TAGGED_ANSWER, "Feed it daily [see note 1].\n[/RES]")
-    for bad in ("Feed it. [RES] again [/RES]", "Put it between [RES] and [/RES]", "no closing tag"):
+    assert re.fullmatch(TAGGED_ANSWER, "Ended by the model, no closing tag")
+    for bad in ("Feed it. [RES] again [/RES]", "Put it between [RES] and [/RES]", "Done [/RES] and more"):
         assert not re.fullmatch(TAGGED_ANSWER, bad)
     # what the engine returns under the preset (the stop string removed) is an accepted answer
     assert extract_response("Feed the starter every day.", None, None, "stop", "[RES]") == (
