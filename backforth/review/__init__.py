@@ -33,7 +33,8 @@ def serve(settings: Any, host: str = "127.0.0.1", port: int = 8765, reviewer: st
         name = "reviewer"
     import uvicorn
 
-    app = create_app(Store(folder), name)
+    named = ["127.0.0.1", "localhost"]  # on loopback, answer only to these names (no DNS rebinding)
+    app = create_app(Store(folder), name, hosts=named if host in named else None)
     shown = f"[{host}]" if ":" in host else host
     print(f"backforth review: http://{shown}:{port}/  (tables in {folder}; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -70,12 +70,24 @@ def funnel(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for r in rows]  # fmt: skip
 
 
-def create_app(store: Store, reviewer: str = "reviewer") -> Any:
+def create_app(
+    store: Store, reviewer: str = "reviewer", hosts: list[str] | None = None, token: str | None = None
+) -> Any:
+    """The app over ``store``. ``hosts``: the Host headers it answers (None = any; ``serve`` passes the loopback
+    names when bound to loopback, so a page on another site cannot reach it through DNS rebinding). ``token``: the
+    secret every label form carries (default: a new random one), so another site cannot post labels cross-site."""
+    import secrets
+
     from fastapi import FastAPI, Form, HTTPException, Request
     from fastapi.responses import HTMLResponse, RedirectResponse
     from fastapi.templating import Jinja2Templates
 
     app = FastAPI(title="backforth review", docs_url=None, redoc_url=None, openapi_url=None)
+    if hosts:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    token = token or secrets.token_urlsafe(24)
     pages = Jinja2Templates(directory=str(TEMPLATES))  # autoescape on for .html
 
     def find(doc_id: str, step_version: str) -> Pair:
@@ -110,13 +122,15 @@ def create_app(store: Store, reviewer: str = "reviewer") -> Any:
         return pages.TemplateResponse(request, "pair.html", {
             "pair": pair, "document": document, "segments": segments, "copied": copied_share(segments),
             "judge": judge, "judge_score": judge_score, "history": store.history(doc_id, step_version),
-            "others": others, "reasons": review_table.REASONS, "reviewer": reviewer, "error": error,
+            "others": others, "reasons": review_table.REASONS, "reviewer": reviewer, "error": error, "token": token,
         })  # fmt: skip
 
     @app.post("/pair/{doc_id}/{step_version}")
     def label_pair(doc_id: str, step_version: str, label: str = Form(...), reason: str = Form(""),
                    instruction: str = Form(""), response: str = Form(""), note: str = Form(""),
-                   who: str = Form("")) -> Any:  # fmt: skip
+                   who: str = Form(""), form_token: str = Form("", alias="token")) -> Any:  # fmt: skip
+        if not secrets.compare_digest(form_token, token):
+            raise HTTPException(403, "the form is not from this app (reload the page)")
         pair = find(doc_id, step_version)
         target = f"/pair/{doc_id}/{step_version}"
         try:

@@ -56,11 +56,20 @@ def tables(tmp_path: Path) -> Path:
     return folder
 
 
+TOKEN = "form-secret"
+
+
 @pytest.fixture
 def client(tables: Path):
+    """A client on the loopback name the app answers to; its posts carry the form token the pair page holds."""
     from fastapi.testclient import TestClient
 
-    return TestClient(create_app(Store(tables), "tester"))
+    class Client(TestClient):
+        def post(self, url, data=None, **kwargs):
+            return super().post(url, data={"token": TOKEN, **(data or {})}, **kwargs)
+
+    app = create_app(Store(tables), "tester", hosts=["127.0.0.1", "localhost"], token=TOKEN)
+    return Client(app, base_url="http://127.0.0.1:8765")
 
 
 def test_copied_spans_mark_runs_of_six_words_and_rejoin_exactly() -> None:
@@ -138,3 +147,15 @@ def test_the_write_endpoint_refuses_what_it_should(client, tables: Path) -> None
         r["doc_id"] == "d1" for r in Store(tables).frame(review_table.TABLE, ["doc_id"]).to_dict("records")
     )
     assert client.get("/openapi.json").status_code == 404 and client.get("/docs").status_code == 404
+
+
+def test_other_sites_can_neither_post_labels_nor_read_pages(client, tables: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    assert f'name="token" value="{TOKEN}"' in client.get("/pair/d1/rw-v1-aaa").text
+    forged = TestClient.post(client, "/pair/d1/rw-v1-aaa", data={"label": "accept", "token": "guess"})
+    assert forged.status_code == 403
+    assert TestClient.post(client, "/pair/d1/rw-v1-aaa", data={"label": "accept"}).status_code == 403
+    assert not (tables / "reviews").exists()  # nothing written
+    rebound = client.get("/", headers={"host": "attacker.example"})  # a DNS-rebinding page asking our port
+    assert rebound.status_code == 400
