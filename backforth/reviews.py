@@ -98,8 +98,17 @@ def apply(pairs: Any, reviews: Any | None) -> Any:
         "doc_id", "step_version", F.col("instruction").alias("_edit_i"), F.col("response").alias("_edit_r"),
         F.struct("review_id", "label", "reviewer").alias("review"),
     )  # fmt: skip
-    pair = rejected_pairs(reviews).withColumn("_pair_rejected", F.lit(True))
-    out = pairs.join(own, ["doc_id", "step_version"], "left").join(pair, ["doc_id", "instruction_version"], "left")
+    pair = rejected_pairs(reviews).select("doc_id", F.col("instruction_version").alias("_iv"),
+                                          F.lit(True).alias("_pair_rejected"))  # fmt: skip
+    # the pair's backtranslation: the filter's record of it, or (answers to every instruction) the input run itself
+    iv = (
+        F.coalesce("instruction_version", "source_version")
+        if "source_version" in pairs.columns
+        else F.col("instruction_version")
+    )
+    out = (
+        pairs.withColumn("_iv", iv).join(own, ["doc_id", "step_version"], "left").join(pair, ["doc_id", "_iv"], "left")
+    )
     edited = F.col("review.label") == "edit"
     return (
         out.withColumn(
@@ -110,7 +119,7 @@ def apply(pairs: Any, reviews: Any | None) -> Any:
             "human_reject",
             F.coalesce(F.col("review.label") == "reject", F.lit(False)) | F.coalesce("_pair_rejected", F.lit(False)),
         )
-        .drop("_edit_i", "_edit_r", "_pair_rejected")
+        .drop("_edit_i", "_edit_r", "_pair_rejected", "_iv")
     )
 
 

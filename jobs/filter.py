@@ -5,6 +5,9 @@ Input: ``scores`` of one score run (default: the newest finished one; ``input_ve
 (the papers keep 5); ``top_fraction`` keeps the best ``fraction`` by expected score (the paper's score-5 pairs were
 13.6 % of the pool), so a run with a weak judge still yields pairs. The filter is deterministic, so a run replaces its
 own version's rows in one atomic overwrite by condition; other versions stay for comparison.
+Pairs people rejected in ``backforth review`` (backforth.reviews) are never selected: they stay in the table with
+``drop_reason = 'human_reject'`` (the kept rows have NULL), and in ``top_fraction`` mode their slots go to the next
+best pairs, which the next rewrite run of the same version answers.
 """
 
 from __future__ import annotations

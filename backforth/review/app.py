@@ -57,13 +57,15 @@ def agreement(pairs: list[Pair]) -> dict[str, Any]:
 
 def funnel(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The newest finished run of each step, in the order they ran: rows in, rows out, share kept."""
+
+    def when(run: dict[str, Any]) -> float:
+        return run["started_at"].timestamp() if run.get("started_at") else 0.0
+
     newest: dict[str, dict[str, Any]] = {}
     for run in runs:
-        if run.get("status") != "finished":
-            continue
-        if run["step"] not in newest or (run.get("started_at") or 0) > (newest[run["step"]].get("started_at") or 0):
+        if run.get("status") == "finished" and (run["step"] not in newest or when(run) > when(newest[run["step"]])):
             newest[run["step"]] = run
-    rows = sorted(newest.values(), key=lambda r: r.get("started_at"))
+    rows = sorted(newest.values(), key=when)
     top = max([int(r.get("rows_in") or r.get("rows_out") or 0) for r in rows] + [1])
     return [{"step": r["step"], "version": r.get("step_version") or "", "rows_in": r.get("rows_in"),
              "rows_out": r.get("rows_out"), "width": round(100 * int(r.get("rows_out") or 0) / top, 1)}

@@ -48,6 +48,8 @@ def tables(tmp_path: Path) -> Path:
     write(folder, "scores", [{"doc_id": "d1", "pair_kind": "matched", "instruction_version": "bt-1",
                               "raw_output": "Helpful.\nScore: 5", "score": 5, "created_at": now}])  # fmt: skip
     write(folder, "step_runs", [
+        {"run_id": "r0", "step": "clean", "step_version": None, "status": "running", "rows_in": None, "rows_out": None,
+         "started_at": None},
         {"run_id": "r1", "step": "ingest", "step_version": None, "status": "finished", "rows_in": 10, "rows_out": 8,
          "started_at": now},
         {"run_id": "r2", "step": "rewrite", "step_version": "rw-v1-aaa", "status": "finished", "rows_in": 2,
@@ -98,7 +100,8 @@ def test_the_list_filters_and_the_pages_escape_untrusted_text(client) -> None:
     side = client.get("/compare/d1", params={"a": "rw-v1-aaa", "b": "ds-v1-bbb"}).text
     assert "rewrite · rw-v1-aaa" in side and "distill · ds-v1-bbb" in side and PAYLOAD not in side
     funnel = client.get("/funnel").text
-    assert "ingest" in funnel and "rewrite" in funnel
+    assert "ingest" in funnel and "rewrite" in funnel and "clean" not in funnel  # finished runs only
+    assert funnel.index("ingest") < funnel.index("rewrite")  # in the order they ran
     assert client.get("/pair/nope/rw-v1-aaa").status_code == 404
 
 
