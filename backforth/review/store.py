@@ -47,6 +47,7 @@ class Store:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self._cache: dict[str, tuple[int, Any]] = {}
+        self._pairs: tuple[tuple[int, ...], list[Pair]] | None = None
         self._lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------------------------
@@ -87,8 +88,25 @@ class Store:
         present = [c for c in columns if c in dataset.schema.names]
         return dataset.to_table(columns=present, filter=ds.field("doc_id") == doc_id).to_pylist()
 
+    def versions(self, *names: str) -> tuple[int, ...]:
+        """The tables' Delta versions (-1 for a table not written yet): what a cached view depends on."""
+        from deltalake import DeltaTable
+
+        return tuple(DeltaTable(str(self.folder / n)).version() if self.exists(n) else -1 for n in names)
+
     def pairs(self) -> list[Pair]:
-        """Every generated response with its pair's score, source and newest review."""
+        """Every generated response with its pair's score, source and newest review; built once per set of table
+        versions (a page asks for it several times; a label or a job's commit makes the next call rebuild it)."""
+        key = self.versions("responses", "pairs_filtered", "docs_raw", review_table.TABLE)
+        with self._lock:
+            if self._pairs is not None and self._pairs[0] == key:
+                return self._pairs[1]
+        built = self._build_pairs()
+        with self._lock:
+            self._pairs = (key, built)
+        return built
+
+    def _build_pairs(self) -> list[Pair]:
         responses = self.frame("responses", LIST_COLUMNS)
         filtered = self.frame("pairs_filtered", ["doc_id", "step_version", "instruction_version", "expected_score"])
         docs = self.frame("docs_raw", ["doc_id", "source"])
