@@ -10,6 +10,7 @@ resolution into a cache outside the repo (``$BACKFORTH_CACHE/ivy``); once there,
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -175,11 +176,28 @@ def connect_session(settings: Settings, remote: str) -> SparkSession:
     """A Spark Connect session: ``databricks`` (Databricks Connect, configured by its own profile or environment),
     ``local[N]`` (a Connect server started in this process with the same Delta and metastore settings as a
     classic local session: how the tests drive every job through the Connect API), else a ``sc://`` URL."""
-    from pyspark.sql import SparkSession
 
     from backforth.config import mask_url_secrets
 
     log.info("Spark Connect session (%s)", mask_url_secrets(remote))
+    session = _connect(settings, remote)
+    atexit.register(close_at_exit, session)
+    return session
+
+
+def close_at_exit(session: SparkSession) -> None:
+    """Close a Connect client before the interpreter tears down. Otherwise a checkpointed DataFrame still alive at
+    exit asks the server to drop its cache from ``__del__`` during finalization, where gRPC cannot start its thread
+    and the process hangs after its work is done; with the client closed, those calls are skipped."""
+    try:
+        session.stop()
+    except Exception as exc:  # noqa: BLE001 - best effort at exit: the server frees a closed session's state itself
+        log.debug("closing the Spark Connect session at exit: %s", exc)
+
+
+def _connect(settings: Settings, remote: str) -> SparkSession:
+    from pyspark.sql import SparkSession
+
     if remote == "databricks":
         try:
             from databricks.connect import DatabricksSession
