@@ -51,10 +51,12 @@ def local_path(settings: Settings) -> Path | None:
     return None if folder is None else folder / TABLE
 
 
-def read(spark: Any, settings: Settings) -> Any | None:
-    """The reviews as a DataFrame, or None when nobody has reviewed anything yet. A table the app wrote under the
-    local warehouse is registered in the catalog by its location on first use."""
-    from backforth.tables import ensure_schema, qualify, quote, table_exists
+def read(spark: Any, settings: Settings, inputs: list[Any]) -> Any | None:
+    """The reviews at their current Delta version, recorded in ``inputs`` (a step run's InputRefs), or None when
+    nobody has reviewed anything yet. A table the app wrote under the local warehouse is registered in the catalog
+    by its location on first use."""
+    from backforth.lineage import InputRef
+    from backforth.tables import ensure_schema, qualify, quote, register_location, table_exists, table_version
 
     fqn = qualify(settings, TABLE)
     if not table_exists(spark, fqn):
@@ -62,9 +64,10 @@ def read(spark: Any, settings: Settings) -> Any | None:
         if path is None or not (path / "_delta_log").is_dir():
             return None
         ensure_schema(spark, fqn)
-        location = str(path).replace("'", "\\'")
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {quote(fqn)} USING delta LOCATION '{location}'")
-    return spark.table(fqn)
+        register_location(spark, fqn, path)
+    version = table_version(spark, fqn)
+    inputs.append(InputRef(fqn, table_version=version))
+    return spark.sql(f"SELECT * FROM {quote(fqn)} VERSION AS OF {int(version)}")
 
 
 def latest(reviews: Any) -> Any:

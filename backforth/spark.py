@@ -146,7 +146,7 @@ def read_only_session(settings: Settings) -> SparkSession:
 
     from pyspark.sql import SparkSession
 
-    from backforth.tables import quote
+    from backforth.tables import quote, register_location
 
     warehouse = settings.data_path / "warehouse"
     print(
@@ -167,8 +167,7 @@ def read_only_session(settings: Settings) -> SparkSession:
         schema = quote(schema_dir.name.removesuffix(".db"))
         spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for table in sorted(p for p in schema_dir.iterdir() if (p / "_delta_log").is_dir()):
-            location = str(table).replace("'", "\\'")
-            spark.sql(f"CREATE TABLE IF NOT EXISTS {schema}.{quote(table.name)} USING delta LOCATION '{location}'")
+            register_location(spark, f"{schema_dir.name.removesuffix('.db')}.{table.name}", table)
     return spark
 
 

@@ -105,6 +105,12 @@ def add_missing_columns(spark: SparkSession, fqn: str, schema: StructType) -> li
     return [f.name for f in missing]
 
 
+def register_location(spark: SparkSession, fqn: str, path: object) -> None:
+    """Name the Delta table at ``path`` as ``fqn`` in the catalog (no data moves; an existing name is left as is)."""
+    location = str(path).replace("'", "\\'")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {quote(fqn)} USING delta LOCATION '{location}'")
+
+
 def table_exists(spark: SparkSession, fqn: str) -> bool:
     """Whether the catalog knows ``fqn``."""
     return spark.catalog.tableExists(fqn)

@@ -234,10 +234,7 @@ def run(spark: Any, settings: Any) -> JobResult:
     docs = spark.table(docs_fqn)
     inputs.append(InputRef(docs_fqn, table_version=table_version(spark, docs_fqn)))
     seeds, seed_note = read_seeds(spark, settings, cfg, inputs)
-    reviews = review_table.read(spark, settings)
-    if reviews is not None:  # the people's labels decide the output: their table version is an input
-        reviews_fqn = qualify(settings, review_table.TABLE)
-        inputs.append(InputRef(reviews_fqn, table_version=table_version(spark, reviews_fqn)))
+    reviews = review_table.read(spark, settings, inputs)  # the people's labels decide the output too
     prompts = contamination.read_benchmarks(spark, cfg.decontamination)
     benchmarks = contamination.describe(prompts) if prompts is not None else {}
     body = {"input": upstream.step_version, "tag": cfg.tag, "validation_fraction": cfg.validation_fraction,

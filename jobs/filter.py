@@ -99,10 +99,8 @@ def run(spark: Any, settings: Any) -> JobResult:
     read = InputRef(source, "score", score_version, table_version(spark, source))
     scores = spark.table(source).where(F.col("step_version") == score_version)
     inputs, rejected = [read], None
-    reviews = review_table.read(spark, settings)
+    reviews = review_table.read(spark, settings, inputs)
     if reviews is not None:  # pairs people rejected in `backforth review` are not selected (their slots go on)
-        reviews_fqn = qualify(settings, review_table.TABLE)
-        inputs.append(InputRef(reviews_fqn, table_version=table_version(spark, reviews_fqn)))
         rejected = review_table.rejected_pairs(reviews)
     rows = keep(select_pairs(scores, cfg, version, rejected))
     target = qualify(settings, cfg.output_table)
